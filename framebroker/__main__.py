@@ -1,0 +1,3 @@
+from framebroker.cli import main
+
+raise SystemExit(main())

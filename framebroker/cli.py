@@ -1,0 +1,91 @@
+"""The ``framebroker`` command: a thin dispatcher to the roles' commands.
+
+Roles register commands under the ``framebroker.commands`` entry-point group (see
+pyproject.toml); this module finds them there, so the core never imports a role.
+Each command parses its flags (every flag also readable from ``FRAMEBROKER_<FLAG>``),
+builds its frozen config, and calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from framebroker.errors import ConfigError, FrameBrokerError
+from framebroker.logs import setup_logging
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # a runtime failure (cannot bind, source lost for good, ...)
+EXIT_USAGE = 2  # bad flags or configuration
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+log = logging.getLogger("framebroker")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``framebroker <name>`` subcommand, contributed by a role package."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def load_commands() -> dict[str, Command]:
+    commands: dict[str, Command] = {}
+    for ep in entry_points(group="framebroker.commands"):
+        command = ep.load()
+        if isinstance(command, Command):
+            commands[command.name] = command
+    return commands
+
+
+def make_argument_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="framebroker",
+        description="ZeroMQ frame broker: producers publish camera frames, consumers always "
+        "process the newest one, results are stored.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR [env FRAMEBROKER_LOG_LEVEL]",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in sorted(commands):
+        command = commands[name]
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    commands = load_commands()
+    if not commands:
+        print(
+            "framebroker: no commands found; is the package installed (pip install .)?",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    try:
+        parser = make_argument_parser(commands)
+    except ConfigError as exc:  # a malformed FRAMEBROKER_* variable
+        print(f"framebroker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return commands[args.command].run(args)
+    except ConfigError as exc:
+        print(f"framebroker {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FrameBrokerError as exc:
+        print(f"framebroker {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -1,0 +1,136 @@
+"""Configuration shared by every role: ports, endpoints, sizes, env-aware CLI options.
+
+Each role keeps its own frozen config dataclass; this module gives them the common value
+parsers and the one rule for options: every ``--some-flag`` may also come from the
+environment variable ``FRAMEBROKER_SOME_FLAG`` (the flag wins), so compose files can
+configure services by environment alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from framebroker.errors import ConfigError
+
+ENV_PREFIX = "FRAMEBROKER_"
+
+INGEST_PORT = 5555
+PUBLISH_PORT = 5556
+RESULTS_PORT = 5557
+CONTROL_PORT = 5558
+
+_ENDPOINT = re.compile(
+    r"(tcp://[^\s:]+:(\d+|\*)|tcp://\[[0-9a-fA-F:.]+\]:(\d+|\*)|ipc://\S+|inproc://\S+)\Z"
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_name(flag: str) -> str:
+    """``--max-message-size`` -> ``FRAMEBROKER_MAX_MESSAGE_SIZE``."""
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def add_option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    *,
+    default: Any = None,
+    type: Callable[[str], Any] | None = None,
+    help: str = "",
+    env: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add ``flag`` whose default comes from ``FRAMEBROKER_<FLAG>`` when that is set.
+
+    Boolean switches are declared with ``type=parse_bool`` and no value on the command line.
+    """
+    environ = os.environ if env is None else env
+    name = env_name(flag)
+    raw = environ.get(name)
+    if type is parse_bool:
+        value = default if raw is None else _convert(parse_bool, raw, name)
+        parser.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=value,
+            help=f"{help} [env {name}]",
+            **kwargs,
+        )
+        return
+    if raw is not None:
+        default = _convert(type, raw, name) if type else raw
+    shown = f" (default: {default})" if default not in (None, "") else ""
+    if type is not None:
+        kwargs["type"] = type
+    parser.add_argument(flag, default=default, help=f"{help}{shown} [env {name}]", **kwargs)
+
+
+def _convert(type_: Callable[[str], Any], raw: str, name: str) -> Any:
+    try:
+        return type_(raw)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"not a boolean: {text!r} (use 1/0, true/false, yes/no)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> (640, 480) as (width, height)."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", text)
+    if not match:
+        raise ConfigError(f"size must look like WIDTHxHEIGHT, e.g. 640x480; got {text!r}")
+    width, height = int(match[1]), int(match[2])
+    if not (0 < width <= 16384 and 0 < height <= 16384):
+        raise ConfigError(f"size {width}x{height} out of range (1..16384 per side)")
+    return width, height
+
+
+def parse_bytes(text: str) -> int:
+    """``"64M"`` / ``"512k"`` / ``"1048576"`` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
+    if not match:
+        raise ConfigError(f"not a byte size: {text!r} (e.g. 64M, 512k, 1048576)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2].lower()]
+    return int(match[1]) * scale
+
+
+def parse_positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def parse_endpoint(text: str) -> str:
+    """Validate a ZeroMQ endpoint (tcp://host:port, ipc://path, inproc://name)."""
+    if not _ENDPOINT.match(text):
+        raise ConfigError(
+            f"not a ZeroMQ endpoint: {text!r} (e.g. tcp://127.0.0.1:5556 or tcp://*:5555)"
+        )
+    return text
+
+
+def connect_endpoint(host: str, port: int) -> str:
+    """The endpoint a client connects to for ``host`` (name, IPv4 or IPv6) and ``port``."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return parse_endpoint(f"tcp://{host}:{port}")
+
+
+def bind_endpoint(port: int, host: str = "*") -> str:
+    return parse_endpoint(f"tcp://{host}:{port}")

@@ -1,0 +1,32 @@
+"""A client for the broker's control port: list streams, stats, ping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from framebroker import protocol
+from framebroker.errors import TransportError
+from framebroker.transport import connect, make_socket
+
+
+def request(endpoint: str, op: str, *, timeout: float = 2.0, **args: Any) -> dict[str, Any]:
+    """Send one control request and return the reply map.
+
+    Raises TransportError when the broker does not answer within ``timeout`` seconds and
+    ProtocolError when it answers with garbage; an error reply comes back with ok=False.
+    """
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    sock = make_socket(ctx, zmq.REQ, linger_ms=0, heartbeat_ms=None)
+    try:
+        connect(sock, endpoint)
+        sock.send(protocol.encode_request(op, **args))
+        if not sock.poll(int(timeout * 1000)):
+            raise TransportError(
+                f"no reply from broker control port {endpoint} "
+                f"within {timeout:g}s (is the broker running?)"
+            )
+        return protocol.decode_reply(sock.recv())
+    finally:
+        sock.close(linger=0)

@@ -1,0 +1,57 @@
+"""The one exception tree of framebroker.
+
+::
+
+    FrameBrokerError                 root: catch this to catch everything of ours
+    ├── ConfigError                  bad flag, env variable or config value (ValueError too)
+    ├── ProtocolError                bytes that are not a valid message; carries the raw data
+    │   └── VersionError             a message of a protocol major version we do not speak
+    ├── TransportError               a ZeroMQ operation failed (wraps zmq.ZMQError)
+    ├── SourceError                  a frame source could not be opened or read
+    ├── CodecError                   pixels could not be encoded or decoded
+    └── ProcessorError               a processor could not be loaded or failed
+
+Every error carries a message written for the person who has to act on it.
+"""
+
+from __future__ import annotations
+
+
+class FrameBrokerError(Exception):
+    """Root of every exception framebroker raises on purpose."""
+
+
+class ConfigError(FrameBrokerError, ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class ProtocolError(FrameBrokerError):
+    """Bytes that do not decode to a valid framebroker message.
+
+    ``data`` holds (a prefix of) the offending bytes for logging and tests.
+    """
+
+    def __init__(self, reason: str, data: bytes | memoryview | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.data = bytes(data[:64]) if data is not None else b""
+
+
+class VersionError(ProtocolError):
+    """A message of a protocol major version this build does not speak."""
+
+
+class TransportError(FrameBrokerError):
+    """A socket could not be created, bound, connected or used."""
+
+
+class SourceError(FrameBrokerError):
+    """A frame source (camera, file, URL, pattern) could not be opened or read."""
+
+
+class CodecError(FrameBrokerError):
+    """Pixels could not be encoded to, or decoded from, their wire encoding."""
+
+
+class ProcessorError(FrameBrokerError):
+    """A processor could not be found, loaded or run."""

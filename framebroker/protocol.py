@@ -1,0 +1,352 @@
+"""The framebroker wire protocol, version 1: bytes in, typed objects out.
+
+Pure: no sockets, no OpenCV. Everything that touches a socket calls this module and
+nothing else knows the byte layout. The normative description is ``docs/protocol.md``.
+
+Frame message (ONE ZeroMQ frame, so ZMQ_CONFLATE keeps whole frames)::
+
+    topic       stream id, UTF-8, 1..MAX_STREAM_ID_BYTES bytes, never 0x00
+    0x00        topic terminator: subscribe to b"cam1\\x00" for exactly "cam1",
+                to b"site1/" for every stream whose id starts with "site1/"
+    major       1 byte, protocol major version (1)
+    hlen        4 bytes, unsigned big-endian, length of the header
+    header      msgpack map with string keys (FrameHeader)
+    payload     the rest: JPEG bytes or raw pixels in row-major order
+
+Result message (consumer -> sink, one ZeroMQ frame): a msgpack map (ResultMessage).
+Control request/reply (client <-> broker control port): msgpack maps.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from framebroker.errors import ProtocolError, VersionError
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
+
+TOPIC_END = b"\x00"
+MAX_STREAM_ID_BYTES = 200
+MAX_HEADER_BYTES = 64 * 1024
+_HLEN = struct.Struct(">I")
+_PREAMBLE = 1 + _HLEN.size  # major byte + header length
+
+ENCODINGS = ("jpeg", "raw")
+DTYPES = ("uint8", "uint16", "float32")
+PIXEL_FORMATS = ("bgr24", "gray8", "gray16", "bgra32")
+
+# Stream ids: letters, digits and . _ - / (a "/" makes hierarchical groups), not starting
+# with "/" or "$" ("$" is reserved for system topics).
+STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-/]*\Z")
+
+
+def validate_stream_id(stream: str) -> str:
+    """Return ``stream`` if it is a valid stream id, else raise ProtocolError."""
+    if not isinstance(stream, str) or not STREAM_ID_PATTERN.match(stream):
+        raise ProtocolError(
+            f"invalid stream id {stream!r}: use letters, digits and . _ - / (not starting with '/')"
+        )
+    if len(stream.encode()) > MAX_STREAM_ID_BYTES:
+        raise ProtocolError(f"stream id longer than {MAX_STREAM_ID_BYTES} bytes: {stream!r}")
+    return stream
+
+
+def topic_for(stream: str) -> bytes:
+    """The exact subscription for one stream: its id and the terminator."""
+    return validate_stream_id(stream).encode() + TOPIC_END
+
+
+def subscription_for(pattern: str) -> bytes:
+    """Turn a user's stream pattern into a ZeroMQ SUB prefix.
+
+    ``"cam1"`` -> exactly that stream; ``"site1/"`` or ``"site1/*"`` -> every stream under
+    ``site1/``; ``"*"`` or ``""`` -> every stream.
+    """
+    if pattern in ("", "*"):
+        return b""
+    if pattern.endswith("*"):
+        return pattern[:-1].encode()
+    if pattern.endswith("/"):
+        return pattern.encode()
+    return topic_for(pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """Everything a receiver needs to know about a frame besides its pixels."""
+
+    stream: str
+    session: int  # random per producer start: a restart is distinguishable
+    seq: int  # per stream and session, starting at 0
+    t_capture: int  # ns since the epoch, when the source delivered the frame
+    t_publish: int  # ns since the epoch, when the producer sent it
+    encoding: str  # "jpeg" | "raw"
+    shape: tuple[int, ...]  # (height, width) or (height, width, channels)
+    dtype: str = "uint8"
+    pixfmt: str = "bgr24"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    version: tuple[int, int] = VERSION
+
+    def to_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": list(self.version),
+            "stream": self.stream,
+            "session": self.session,
+            "seq": self.seq,
+            "t_capture": self.t_capture,
+            "t_publish": self.t_publish,
+            "encoding": self.encoding,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "pixfmt": self.pixfmt,
+        }
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
+
+    @classmethod
+    def from_map(cls, m: Any) -> FrameHeader:
+        if not isinstance(m, dict):
+            raise ProtocolError(f"frame header is a {type(m).__name__}, not a map")
+        version = _version(m.get("v"))
+        try:
+            shape = m["shape"]
+            meta = m.get("meta", {})
+            header = cls(
+                stream=_str(m, "stream"),
+                session=_uint(m, "session"),
+                seq=_uint(m, "seq"),
+                t_capture=_uint(m, "t_capture"),
+                t_publish=_uint(m, "t_publish"),
+                encoding=_choice(m, "encoding", ENCODINGS),
+                shape=tuple(shape) if isinstance(shape, list | tuple) else (),
+                dtype=_choice(m, "dtype", DTYPES),
+                pixfmt=_str(m, "pixfmt"),
+                meta=meta if isinstance(meta, dict) else {},
+                version=version,
+            )
+        except KeyError as exc:
+            raise ProtocolError(f"frame header lacks required key {exc.args[0]!r}") from None
+        if not (2 <= len(header.shape) <= 3) or not all(
+            isinstance(d, int) and 0 < d < 1 << 20 for d in header.shape
+        ):
+            raise ProtocolError(f"frame header has invalid shape {shape!r}")
+        validate_stream_id(header.stream)
+        return header
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMessage:
+    """A decoded frame message: header plus the payload (a view, no copy)."""
+
+    header: FrameHeader
+    payload: memoryview
+
+
+def encode_frame(header: FrameHeader, payload: bytes | memoryview) -> bytes:
+    """Build the single-part wire message for one frame."""
+    packed = msgpack.packb(header.to_map(), use_bin_type=True)
+    return b"".join(
+        (
+            topic_for(header.stream),
+            bytes((PROTOCOL_MAJOR,)),
+            _HLEN.pack(len(packed)),
+            packed,
+            payload,
+        )
+    )
+
+
+def split_topic(data: bytes | memoryview) -> tuple[bytes, int]:
+    """Return (topic without terminator, offset after the terminator), cheaply.
+
+    Used by the broker on every message: no msgpack, no copies of the payload.
+    """
+    view = memoryview(data)
+    head = bytes(view[: MAX_STREAM_ID_BYTES + 1])
+    end = head.find(TOPIC_END)
+    if end <= 0:
+        raise ProtocolError(
+            f"message has no topic terminator within the first {MAX_STREAM_ID_BYTES + 1} bytes",
+            head,
+        )
+    return head[:end], end + 1
+
+
+def decode_frame(data: bytes | memoryview) -> FrameMessage:
+    """Decode one frame message; raise ProtocolError on anything malformed."""
+    view = memoryview(data)
+    topic, offset = split_topic(view)
+    if len(view) < offset + _PREAMBLE:
+        raise ProtocolError("frame message truncated before its header", view)
+    major = view[offset]
+    if major != PROTOCOL_MAJOR:
+        raise VersionError(
+            f"frame message has protocol major version {major}; this build speaks "
+            f"{PROTOCOL_MAJOR} (upgrade framebroker to read it)",
+            view,
+        )
+    (hlen,) = _HLEN.unpack_from(view, offset + 1)
+    start = offset + _PREAMBLE
+    if hlen > MAX_HEADER_BYTES or start + hlen > len(view):
+        raise ProtocolError(f"frame header length {hlen} exceeds the message", view)
+    header = FrameHeader.from_map(_unpack(view[start : start + hlen]))
+    if header.stream.encode() != topic:
+        raise ProtocolError(f"topic {topic!r} does not match header stream {header.stream!r}", view)
+    return FrameMessage(header=header, payload=view[start + hlen :])
+
+
+@dataclass(frozen=True, slots=True)
+class ResultMessage:
+    """What a consumer's processor made of one frame, on its way to the sink."""
+
+    consumer: str
+    stream: str
+    session: int
+    seq: int
+    t_capture: int  # the frame's capture time, ns since the epoch
+    t_start: int  # when processing started, ns since the epoch
+    duration_ns: int  # processing time
+    result: Mapping[str, Any]
+    version: tuple[int, int] = VERSION
+
+    @property
+    def age_ns(self) -> int:
+        """How old the frame was when the processor started on it."""
+        return self.t_start - self.t_capture
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "v": list(self.version),
+            "consumer": self.consumer,
+            "stream": self.stream,
+            "session": self.session,
+            "seq": self.seq,
+            "t_capture": self.t_capture,
+            "t_start": self.t_start,
+            "duration_ns": self.duration_ns,
+            "result": dict(self.result),
+        }
+
+
+def encode_result(result: ResultMessage) -> bytes:
+    return msgpack.packb(result.to_map(), use_bin_type=True, default=_jsonable)
+
+
+def decode_result(data: bytes | memoryview) -> ResultMessage:
+    m = _unpack(data)
+    if not isinstance(m, dict):
+        raise ProtocolError(f"result message is a {type(m).__name__}, not a map", data)
+    version = _version(m.get("v"))
+    result = m.get("result")
+    if not isinstance(result, dict):
+        raise ProtocolError("result message field 'result' must be a map", data)
+    try:
+        return ResultMessage(
+            consumer=_str(m, "consumer"),
+            stream=_str(m, "stream"),
+            session=_uint(m, "session"),
+            seq=_uint(m, "seq"),
+            t_capture=_uint(m, "t_capture"),
+            t_start=_uint(m, "t_start"),
+            duration_ns=_uint(m, "duration_ns"),
+            result=result,
+            version=version,
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"result message lacks required key {exc.args[0]!r}", data) from None
+
+
+# --- control: request/reply maps on the broker's control port ---------------------------
+
+CONTROL_OPS = ("ping", "streams", "stats")
+
+
+def encode_request(op: str, **args: Any) -> bytes:
+    return msgpack.packb({"v": list(VERSION), "op": op, **args}, use_bin_type=True)
+
+
+def decode_request(data: bytes | memoryview) -> dict[str, Any]:
+    m = _unpack(data)
+    if not isinstance(m, dict):
+        raise ProtocolError(f"control request is a {type(m).__name__}, not a map", data)
+    _version(m.get("v"))
+    op = m.get("op")
+    if op not in CONTROL_OPS:
+        raise ProtocolError(f"unknown control op {op!r}; known: {', '.join(CONTROL_OPS)}", data)
+    return m
+
+
+def encode_reply(**fields: Any) -> bytes:
+    return msgpack.packb({"v": list(VERSION), "ok": True, **fields}, use_bin_type=True)
+
+
+def encode_error_reply(error: str) -> bytes:
+    return msgpack.packb({"v": list(VERSION), "ok": False, "error": error}, use_bin_type=True)
+
+
+def decode_reply(data: bytes | memoryview) -> dict[str, Any]:
+    m = _unpack(data)
+    if not isinstance(m, dict) or not isinstance(m.get("ok"), bool):
+        raise ProtocolError("control reply is not a map with a boolean 'ok'", data)
+    _version(m.get("v"))
+    return m
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _unpack(data: bytes | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=1 << 26)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise ProtocolError(f"invalid msgpack: {exc}", data) from None
+
+
+def _version(v: Any) -> tuple[int, int]:
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+        raise ProtocolError(f"missing or malformed protocol version 'v': {v!r}")
+    if v[0] != PROTOCOL_MAJOR:
+        raise VersionError(
+            f"protocol major version {v[0]} is not supported; this build speaks "
+            f"{PROTOCOL_MAJOR}.x (minor versions only add fields)"
+        )
+    return (v[0], v[1])
+
+
+def _str(m: dict[str, Any], key: str) -> str:
+    value = m[key]
+    if not isinstance(value, str):
+        raise ProtocolError(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _uint(m: dict[str, Any], key: str) -> int:
+    value = m[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(f"field {key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _choice(m: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = _str(m, key)
+    if value not in choices:
+        raise ProtocolError(f"field {key!r} is {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    """msgpack fallback for numpy scalars/arrays and tuples in processor results."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} in a result; use plain types")
