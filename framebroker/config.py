@@ -134,3 +134,40 @@ def connect_endpoint(host: str, port: int) -> str:
 
 def bind_endpoint(port: int, host: str = "*") -> str:
     return parse_endpoint(f"tcp://{host}:{port}")
+
+
+def add_broker_options(parser: argparse.ArgumentParser, *endpoints: str) -> None:
+    """Client-side options: ``--broker HOST`` plus explicit endpoint overrides.
+
+    ``endpoints`` names which of "ingest", "publish", "results", "control" this client
+    uses; each gets ``--<name> ENDPOINT`` defaulting to ``tcp://<broker>:<port>``.
+    Resolve them with :func:`resolve_endpoint`.
+    """
+    add_option(
+        parser,
+        "--broker",
+        default="127.0.0.1",
+        help="host name or address of the broker (and sink)",
+    )
+    for name in endpoints:
+        add_option(
+            parser,
+            f"--{name}",
+            default=None,
+            type=parse_endpoint,
+            help=f"{name} endpoint; overrides --broker (tcp://HOST:{_PORTS[name]})",
+        )
+
+
+_PORTS = {
+    "ingest": INGEST_PORT,
+    "publish": PUBLISH_PORT,
+    "results": RESULTS_PORT,
+    "control": CONTROL_PORT,
+}
+
+
+def resolve_endpoint(args: argparse.Namespace, name: str) -> str:
+    """The endpoint for ``name`` from parsed args: the explicit flag or --broker's host."""
+    explicit: str | None = getattr(args, name, None)
+    return explicit or connect_endpoint(args.broker, _PORTS[name])
