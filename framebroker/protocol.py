@@ -306,7 +306,7 @@ def decode_reply(data: bytes | memoryview) -> dict[str, Any]:
 
 def _unpack(data: bytes | memoryview) -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=1 << 26)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad bytes
         raise ProtocolError(f"invalid msgpack: {exc}", data) from None
 
