@@ -183,3 +183,18 @@ def test_control_request_reply_round_trip():
 def test_unknown_control_op_rejected():
     with pytest.raises(ProtocolError, match="unknown control op"):
         protocol.decode_request(protocol.encode_request("reboot"))
+
+
+def test_spec_example_matches_the_encoder():
+    """The hex dump in docs/protocol.md is what the encoder produces, byte for byte."""
+    import pathlib
+    import re
+
+    spec = (pathlib.Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    dump = spec.split("Example: the complete message", 1)[1].split("```")[1]
+    data = bytes.fromhex(" ".join(re.findall(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} ?)+)", dump, re.M)))
+    h = FrameHeader(stream="cam1", session=7, seq=0, t_capture=1_700_000_000_000_000_000,
+                    t_publish=1_700_000_000_001_000_000, encoding="raw", shape=(2, 2),
+                    dtype="uint8", pixfmt="gray8")
+    assert data == protocol.encode_frame(h, bytes([0, 64, 128, 255]))
+    assert protocol.decode_frame(data).header == h
