@@ -11,6 +11,7 @@ from framebroker.errors import (
     ProcessorError,
     ProtocolError,
     SourceError,
+    StoreError,
     TransportError,
     VersionError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ProtocolError",
     "ResultMessage",
     "SourceError",
+    "StoreError",
     "TransportError",
     "VersionError",
     "__version__",

@@ -39,7 +39,11 @@ class Command:
 def load_commands() -> dict[str, Command]:
     commands: dict[str, Command] = {}
     for ep in entry_points(group="framebroker.commands"):
-        command = ep.load()
+        try:
+            command = ep.load()
+        except Exception as exc:  # one broken role must not take every command down
+            print(f"framebroker: command {ep.name!r} is unavailable: {exc}", file=sys.stderr)
+            continue
         if isinstance(command, Command):
             commands[command.name] = command
     return commands

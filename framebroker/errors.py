@@ -9,7 +9,8 @@
     ├── TransportError               a ZeroMQ operation failed (wraps zmq.ZMQError)
     ├── SourceError                  a frame source could not be opened or read
     ├── CodecError                   pixels could not be encoded or decoded
-    └── ProcessorError               a processor could not be loaded or failed
+    ├── ProcessorError               a processor could not be loaded or failed
+    └── StoreError                   the results store could not be opened, read or written
 
 Every error carries a message written for the person who has to act on it.
 """
@@ -28,17 +29,26 @@ class ConfigError(FrameBrokerError, ValueError):
 class ProtocolError(FrameBrokerError):
     """Bytes that do not decode to a valid framebroker message.
 
-    ``data`` holds (a prefix of) the offending bytes for logging and tests.
+    ``data`` holds (a prefix of) the offending bytes for logging and tests. ``kind`` is a
+    short machine-readable label of what was wrong (the broker counts drops by it), e.g.
+    ``"no_terminator"``, ``"truncated"``, ``"header"``, ``"topic_mismatch"``, ``"version"``.
     """
 
-    def __init__(self, reason: str, data: bytes | memoryview | None = None) -> None:
+    default_kind = "invalid"
+
+    def __init__(
+        self, reason: str, data: bytes | memoryview | None = None, *, kind: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.data = bytes(data[:64]) if data is not None else b""
+        self.kind = kind or self.default_kind
 
 
 class VersionError(ProtocolError):
     """A message of a protocol major version this build does not speak."""
+
+    default_kind = "version"
 
 
 class TransportError(FrameBrokerError):
@@ -55,3 +65,7 @@ class CodecError(FrameBrokerError):
 
 class ProcessorError(FrameBrokerError):
     """A processor could not be found, loaded or run."""
+
+
+class StoreError(FrameBrokerError):
+    """The results store (SQLite, JSON Lines) could not be opened, read or written."""

@@ -177,6 +177,7 @@ def split_topic(data: bytes | memoryview) -> tuple[bytes, int]:
         raise ProtocolError(
             f"message has no topic terminator within the first {MAX_STREAM_ID_BYTES + 1} bytes",
             head,
+            kind="no_terminator",
         )
     return head[:end], end + 1
 
@@ -186,7 +187,7 @@ def decode_frame(data: bytes | memoryview) -> FrameMessage:
     view = memoryview(data)
     topic, offset = split_topic(view)
     if len(view) < offset + _PREAMBLE:
-        raise ProtocolError("frame message truncated before its header", view)
+        raise ProtocolError("frame message truncated before its header", view, kind="truncated")
     major = view[offset]
     if major != PROTOCOL_MAJOR:
         raise VersionError(
@@ -197,10 +198,21 @@ def decode_frame(data: bytes | memoryview) -> FrameMessage:
     (hlen,) = _HLEN.unpack_from(view, offset + 1)
     start = offset + _PREAMBLE
     if hlen > MAX_HEADER_BYTES or start + hlen > len(view):
-        raise ProtocolError(f"frame header length {hlen} exceeds the message", view)
-    header = FrameHeader.from_map(_unpack(view[start : start + hlen]))
+        raise ProtocolError(
+            f"frame header length {hlen} exceeds the message", view, kind="truncated"
+        )
+    try:
+        header = FrameHeader.from_map(_unpack(view[start : start + hlen]))
+    except VersionError:
+        raise
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, view, kind="header") from None
     if header.stream.encode() != topic:
-        raise ProtocolError(f"topic {topic!r} does not match header stream {header.stream!r}", view)
+        raise ProtocolError(
+            f"topic {topic!r} does not match header stream {header.stream!r}",
+            view,
+            kind="topic_mismatch",
+        )
     return FrameMessage(header=header, payload=view[start + hlen :])
 
 

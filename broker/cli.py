@@ -1,0 +1,266 @@
+"""``framebroker broker`` (run the broker) and ``framebroker streams`` (ask it what it sees)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+from broker.config import (
+    DEFAULT_FORGET_AFTER,
+    DEFAULT_LOG_STATS,
+    DEFAULT_PUBLISH_HWM,
+    DEFAULT_STALE_AFTER,
+    BrokerConfig,
+)
+from broker.service import Broker
+from framebroker import control
+from framebroker.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Command
+from framebroker.config import (
+    CONTROL_PORT,
+    INGEST_PORT,
+    PUBLISH_PORT,
+    add_broker_options,
+    add_option,
+    bind_endpoint,
+    parse_bool,
+    parse_bytes,
+    parse_endpoint,
+    parse_positive,
+    resolve_endpoint,
+)
+from framebroker.errors import ConfigError
+
+# --- framebroker broker ------------------------------------------------------------------
+
+
+def parse_seconds(text: str) -> float:
+    """A duration in seconds, 0 allowed (meaning "off" / "never" where documented)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise ConfigError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    endpoints = (
+        ("ingest", INGEST_PORT, "producers connect here (SUB)"),
+        ("publish", PUBLISH_PORT, "consumers subscribe here (XPUB)"),
+        ("control", CONTROL_PORT, "`framebroker streams` asks here (ROUTER)"),
+    )
+    for name, port, what in endpoints:
+        add_option(
+            parser,
+            f"--{name}",
+            default=bind_endpoint(port),
+            type=parse_endpoint,
+            metavar="ENDPOINT",
+            help=f"{name} endpoint to bind; {what}",
+        )
+    add_option(
+        parser,
+        "--max-message-size",
+        default="64M",
+        type=parse_bytes,
+        metavar="BYTES",
+        help="largest frame message accepted; libzmq disconnects a producer sending more",
+    )
+    add_option(
+        parser,
+        "--stale-after",
+        default=DEFAULT_STALE_AFTER,
+        type=parse_positive,
+        metavar="SECONDS",
+        help="seconds without frames after which a stream is stale (its cached frame dropped)",
+    )
+    add_option(
+        parser,
+        "--forget-after",
+        default=DEFAULT_FORGET_AFTER,
+        type=parse_seconds,
+        metavar="SECONDS",
+        help="seconds without frames after which a stream is forgotten (0 = never)",
+    )
+    add_option(
+        parser,
+        "--log-stats",
+        default=DEFAULT_LOG_STATS,
+        type=parse_seconds,
+        metavar="SECONDS",
+        help="seconds between one-line stats logs (0 = off)",
+    )
+    add_option(
+        parser,
+        "--publish-hwm",
+        default=DEFAULT_PUBLISH_HWM,
+        type=int,
+        metavar="FRAMES",
+        help="frames queued per subscriber before the broker drops frames for it",
+    )
+
+
+def broker_config(args: argparse.Namespace) -> BrokerConfig:
+    return BrokerConfig(
+        ingest=args.ingest,
+        publish=args.publish,
+        control=args.control,
+        max_message_size=args.max_message_size,
+        stale_after=args.stale_after,
+        forget_after=args.forget_after,
+        log_stats=args.log_stats,
+        publish_hwm=args.publish_hwm,
+    )
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    broker = Broker(broker_config(args))
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        broker.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        broker.start()
+        broker.run()
+    finally:
+        broker.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK
+
+
+BROKER = Command(
+    name="broker",
+    help="Run the frame broker: ingest from producers, publish to consumers, keep the "
+    "newest frame per stream, answer `framebroker streams`.",
+    add_arguments=add_broker_arguments,
+    run=run_broker,
+)
+
+# --- framebroker streams -----------------------------------------------------------------
+
+
+def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
+    add_broker_options(parser, "control")
+    add_option(parser, "--json", default=False, type=parse_bool, help="print the reply as JSON")
+    add_option(parser, "--stats", default=False, type=parse_bool, help="also print broker totals")
+    add_option(
+        parser,
+        "--timeout",
+        default=2.0,
+        type=parse_positive,
+        metavar="SECONDS",
+        help="seconds to wait for the broker's answer",
+    )
+
+
+def run_streams(args: argparse.Namespace) -> int:
+    endpoint = resolve_endpoint(args, "control")
+    replies = {"streams": control.request(endpoint, "streams", timeout=args.timeout)}
+    if args.stats:
+        replies["stats"] = control.request(endpoint, "stats", timeout=args.timeout)
+    for reply in replies.values():
+        if not reply.get("ok"):
+            print(f"framebroker streams: broker error: {reply.get('error')}", file=sys.stderr)
+            return EXIT_ERROR
+    if args.json:
+        # Without --stats the streams reply itself; with it, {"streams": ..., "stats": ...}.
+        out: Any = replies if args.stats else replies["streams"]
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return EXIT_OK
+    print_streams(replies["streams"].get("streams", []), sys.stdout)
+    if "stats" in replies:
+        print_stats(replies["stats"], sys.stdout)
+    return EXIT_OK
+
+
+STREAMS = Command(
+    name="streams",
+    help="List the streams the broker sees (size, encoding, fps, frames, age).",
+    add_arguments=add_streams_arguments,
+    run=run_streams,
+)
+
+# --- output --------------------------------------------------------------------------------
+
+COLUMNS = ("STREAM", "STATE", "SIZE", "ENCODING", "FPS", "FRAMES", "MB", "AGE")
+_RIGHT = {"FPS", "FRAMES", "MB", "AGE"}
+
+
+def stream_row(s: Mapping[str, Any]) -> tuple[str, ...]:
+    shape = s.get("shape") or []
+    size = f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else "?"
+    return (
+        str(s.get("stream", "?")),
+        str(s.get("state", "?")),
+        size,
+        f"{s.get('encoding', '?')}/{s.get('pixfmt', '?')}",
+        f"{float(s.get('fps', 0.0)):.1f}",
+        str(s.get("frames", 0)),
+        f"{int(s.get('bytes', 0)) / 1e6:.1f}",
+        format_age(float(s.get("age_s", 0.0))),
+    )
+
+
+def format_age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def format_table(rows: Sequence[Sequence[str]], columns: Sequence[str] = COLUMNS) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = []
+    for row in (columns, *rows):
+        cells = [
+            cell.rjust(w) if col in _RIGHT else cell.ljust(w)
+            for cell, w, col in zip(row, widths, columns, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def print_streams(streams: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    if not streams:
+        print("no streams (no producer has sent a frame yet)", file=out)
+        return
+    print(format_table([stream_row(s) for s in streams]), file=out)
+
+
+_STATS_ORDER = (
+    "uptime_s",
+    "frames_in",
+    "bytes_in",
+    "frames_out",
+    "cache_sends",
+    "subscriptions",
+    "streams_live",
+    "streams_stale",
+    "malformed",
+    "disconnects",
+    "control_requests",
+)
+
+
+def print_stats(stats: Mapping[str, Any], out: TextIO) -> None:
+    print("\nbroker totals", file=out)
+    skip = {"v", "ok"}
+    keys = [k for k in _STATS_ORDER if k in stats]
+    keys += sorted(k for k in stats if k not in keys and k not in skip)
+    width = max(map(len, keys), default=0)
+    for key in keys:
+        value = stats[key]
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+        print(f"  {key.ljust(width)}  {value}", file=out)

@@ -1,0 +1,378 @@
+"""The broker service: ingest -> publish forwarding with a last value cache, and control.
+
+One thread runs one poll loop over four sockets:
+
+- ingest (SUB, bind, subscribed to everything, ``MAXMSGSIZE``): every message is checked
+  with :func:`framebroker.protocol.decode_frame` on a view of the received buffer (no
+  copy); a valid frame is forwarded as the very ``zmq.Frame`` that was received (zero
+  copy), recorded in the :class:`~broker.registry.StreamRegistry` and kept as its
+  stream's newest frame. A malformed message is counted by kind, logged (rate-limited)
+  and dropped, never forwarded.
+- publish (XPUB, bind, ``XPUB_VERBOSE``): every subscribe message, repeated ones too,
+  makes the broker send the cached newest frame of each live stream whose topic starts
+  with the subscribed prefix (the ZMQ Guide's "Last Value Cache"; ``b""`` matches all).
+  XPUB sends that frame to *every* matching subscriber, so a subscriber that was already
+  there may see it twice (same session and seq); consumers drop such duplicates.
+- control (ROUTER, bind): msgpack requests ``ping``/``streams``/``stats`` from REQ
+  clients (envelope ``[id, b"", request]``) or DEALER clients (``[id, request]``); the
+  reply goes back with the same envelope. A bad request gets ``ok=false``, never silence.
+- a monitor of the ingest socket counts peer disconnects; libzmq disconnects a peer that
+  sends more than ``MAXMSGSIZE``, so oversize messages show up there.
+
+``start()`` binds (exposing the real endpoints), ``run()`` blocks in the loop until
+``close()``/``stop()`` is called from another thread (or a signal handler), taking effect
+within ``poll_ms``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from broker.config import CONTROL_MAX_MESSAGE_SIZE, BrokerConfig
+from broker.registry import StreamInfo, StreamRegistry
+from broker.stats import BrokerStats, Counters, StatsLog
+from framebroker import __version__
+from framebroker.errors import ProtocolError, TransportError
+from framebroker.protocol import (
+    VERSION,
+    decode_frame,
+    decode_request,
+    encode_error_reply,
+    encode_reply,
+)
+from framebroker.ratelimit import RateLimitedLog
+from framebroker.transport import bind, make_socket
+
+log = logging.getLogger("framebroker.broker")
+
+INGEST_BATCH = 256  # messages drained per poll before other sockets get a turn
+OTHER_BATCH = 64
+TICK_NS = 100_000_000  # housekeeping (stale streams, stats log) every 100 ms
+_SUBSCRIBE, _UNSUBSCRIBE = 1, 0
+
+Socket = zmq.Socket[Any]
+
+
+@dataclass(frozen=True)
+class _Sockets:
+    ingest: Socket
+    publish: Socket
+    control: Socket
+    monitor: Socket
+
+
+class Broker:
+    """Forwards frames from producers to subscribers and keeps the newest per stream.
+
+    >>> with Broker(BrokerConfig(ingest="tcp://127.0.0.1:0", publish="tcp://127.0.0.1:0",
+    ...                          control="tcp://127.0.0.1:0")) as broker:
+    ...     print(broker.publish_endpoint)  # runs in a thread until the block ends
+    """
+
+    def __init__(self, config: BrokerConfig | None = None) -> None:
+        self.config = config or BrokerConfig()
+        self.ingest_endpoint = ""
+        self.publish_endpoint = ""
+        self.control_endpoint = ""
+        self._registry = StreamRegistry(self.config.stale_after, self.config.forget_after)
+        self._counters = Counters()
+        self._rlog = RateLimitedLog(log)
+        self._stats_log = StatsLog(self.config.log_stats) if self.config.log_stats else None
+        self._ops = {"ping": self._op_ping, "streams": self._op_streams, "stats": self._op_stats}
+        self._ctx: zmq.Context[Any] | None = None
+        self._sockets: list[Socket] = []  # every socket made, for teardown
+        self._io: _Sockets | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._state = "new"  # -> started -> running -> closed
+        self._runner: threading.Thread | None = None
+        self._started_ns = time.monotonic_ns()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the three sockets; the real endpoints are then in ``*_endpoint``."""
+        with self._lock:
+            if self._state != "new":
+                raise TransportError(f"broker already {self._state}")
+            self._ctx = zmq.Context()
+            try:
+                self._io = self._bind_all(self._ctx)
+            except BaseException:
+                self._teardown()
+                self._state = "closed"
+                raise
+            self._state = "started"
+            self._started_ns = time.monotonic_ns()
+        log.info(
+            "broker listening: ingest %s, publish %s, control %s (max message %d bytes)",
+            self.ingest_endpoint,
+            self.publish_endpoint,
+            self.control_endpoint,
+            self.config.max_message_size,
+        )
+
+    def _bind_all(self, ctx: zmq.Context[Any]) -> _Sockets:
+        cfg = self.config
+        ingest = self._add(make_socket(ctx, zmq.SUB, maxmsgsize=cfg.max_message_size))
+        publish = self._add(make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm))
+        control = self._add(
+            make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE, heartbeat_ms=None)
+        )
+        try:
+            ingest.setsockopt(zmq.SUBSCRIBE, b"")
+            publish.setsockopt(zmq.XPUB_VERBOSE, 1)
+            monitor = self._add(ingest.get_monitor_socket(zmq.EVENT_DISCONNECTED))
+        except zmq.ZMQError as exc:
+            raise TransportError(f"cannot set up broker sockets: {exc}") from exc
+        self.ingest_endpoint = bind(ingest, cfg.ingest)
+        self.publish_endpoint = bind(publish, cfg.publish)
+        self.control_endpoint = bind(control, cfg.control)
+        return _Sockets(ingest, publish, control, monitor)
+
+    def _add(self, sock: Socket) -> Socket:
+        self._sockets.append(sock)
+        return sock
+
+    def run(self) -> None:
+        """Serve until :meth:`close` or :meth:`stop`; binds first if not started."""
+        if self._state == "new":
+            self.start()
+        with self._lock:
+            if self._state != "started":
+                return  # closed before it ran
+            self._state = "running"
+        assert self._io is not None
+        try:
+            self._loop(self._io)
+        except zmq.ZMQError as exc:
+            raise TransportError(f"broker socket failed: {exc}") from exc
+        finally:
+            with self._lock:
+                self._teardown()
+                self._state = "closed"
+            self._done.set()
+            log.info("broker stopped")
+
+    def run_in_thread(self) -> threading.Thread:
+        """Start (if needed) and run in a daemon thread; :meth:`close` stops and joins it."""
+        if self._state == "new":
+            self.start()
+        self._runner = threading.Thread(target=self.run, name="framebroker-broker", daemon=True)
+        self._runner.start()
+        return self._runner
+
+    def stop(self) -> None:
+        """Ask the loop to end (non-blocking; safe from a signal handler)."""
+        self._stop.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop, wait for it to finish and release every socket."""
+        self._stop.set()
+        with self._lock:
+            if self._state in ("new", "started"):
+                self._teardown()
+                self._state = "closed"
+            running = self._state == "running"
+        if running and threading.current_thread() is not self._runner:
+            self._done.wait(timeout)
+        if self._runner is not None and self._runner is not threading.current_thread():
+            self._runner.join(timeout)
+
+    def __enter__(self) -> Broker:
+        self.run_in_thread()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _teardown(self) -> None:
+        """Close every socket and the context (caller holds the lock)."""
+        if self._io is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._io.ingest.disable_monitor()
+            self._io = None
+        for sock in reversed(self._sockets):
+            sock.close(linger=0)
+        self._sockets.clear()
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    # --- reports ---------------------------------------------------------------------
+
+    def stats(self) -> BrokerStats:
+        """A snapshot of the totals; callable from any thread."""
+        now = time.monotonic_ns()
+        live, stale = self._registry.counts(now)
+        return BrokerStats.from_counters(
+            self._counters,
+            uptime_s=(now - self._started_ns) / 1e9,
+            live=live,
+            stale=stale,
+            forgotten=self._registry.forgotten,
+        )
+
+    def streams(self) -> list[StreamInfo]:
+        """Every known stream, sorted by id; callable from any thread."""
+        return self._registry.snapshot()
+
+    # --- the loop --------------------------------------------------------------------
+
+    def _loop(self, io: _Sockets) -> None:
+        poller = zmq.Poller()
+        for sock in (io.ingest, io.publish, io.control, io.monitor):
+            poller.register(sock, zmq.POLLIN)
+        timeout = self.config.poll_ms
+        next_tick = time.monotonic_ns() + TICK_NS
+        stats_every = int(self.config.log_stats * 1e9)
+        next_stats = time.monotonic_ns() + stats_every
+        while not self._stop.is_set():
+            ready = dict(poller.poll(timeout))
+            if ready:
+                if io.ingest in ready:
+                    self._drain_ingest(io)
+                if io.publish in ready:
+                    self._drain_subscriptions(io.publish)
+                if io.control in ready:
+                    self._serve_control(io.control)
+                if io.monitor in ready:
+                    self._drain_monitor(io.monitor)
+            now = time.monotonic_ns()
+            if now >= next_tick:
+                next_tick = now + TICK_NS
+                self._registry.expire(now)
+                if self._stats_log is not None and now >= next_stats:
+                    next_stats = now + stats_every
+                    self._stats_log.emit(self.stats())
+
+    def _drain_ingest(self, io: _Sockets) -> None:
+        """The hot path: validate, forward (zero copy), record and cache each frame."""
+        recv = io.ingest.recv
+        send = io.publish.send
+        observe = self._registry.observe
+        clock = time.monotonic_ns
+        c = self._counters
+        for _ in range(INGEST_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            size = len(frame)
+            try:
+                header = decode_frame(frame.buffer).header
+            except ProtocolError as exc:
+                self._drop(exc, size)
+                continue
+            c.frames_in += 1
+            c.bytes_in += size
+            c.frames_out += 1
+            send(frame, copy=False)
+            observe(header, size, clock(), frame)
+
+    def _drop(self, exc: ProtocolError, size: int) -> None:
+        self._counters.count_malformed(exc.kind)
+        self._rlog.warning(
+            "malformed:" + exc.kind,
+            "dropped malformed message (%s, %d bytes): %s; starts with %r",
+            exc.kind,
+            size,
+            exc.reason,
+            exc.data[:24],
+        )
+
+    def _drain_subscriptions(self, publish: Socket) -> None:
+        c = self._counters
+        for _ in range(OTHER_BATCH):
+            try:
+                msg = publish.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not msg:
+                continue
+            if msg[0] == _SUBSCRIBE:
+                c.subscriptions += 1
+                self._send_cached(publish, msg[1:])
+            elif msg[0] == _UNSUBSCRIBE:
+                c.unsubscriptions += 1
+
+    def _send_cached(self, publish: Socket, prefix: bytes) -> None:
+        """Last value cache: the newest frame of each live stream matching ``prefix``."""
+        c = self._counters
+        sent = 0
+        for entry in self._registry.matching(prefix, time.monotonic_ns()):
+            c.cache_sends += 1  # counted first: whoever sees the frame sees the count
+            publish.send(entry.cached, copy=False)
+            sent += 1
+        log.debug("subscription %r: sent %d cached frame(s)", prefix, sent)
+
+    def _drain_monitor(self, monitor: Socket) -> None:
+        for _ in range(OTHER_BATCH):
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._counters.disconnects += 1
+                self._rlog.log(
+                    logging.INFO,
+                    "disconnect",
+                    "ingest peer disconnected (producer stopped or failed, or sent a "
+                    "message over %d bytes)",
+                    self.config.max_message_size,
+                )
+
+    # --- control ---------------------------------------------------------------------
+
+    def _serve_control(self, control: Socket) -> None:
+        for _ in range(OTHER_BATCH):
+            try:
+                parts = control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._counters.control_requests += 1
+            reply = self._answer(parts[-1])
+            try:
+                control.send_multipart([*parts[:-1], reply], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the client is gone or not reading
+                self._rlog.warning("control-send", "control reply not sent: %s", exc)
+
+    def _answer(self, body: bytes) -> bytes:
+        try:
+            request = decode_request(body)
+            op = self._ops.get(request["op"])
+            if op is None:
+                raise ProtocolError(f"control op {request['op']!r} is not served by this broker")
+            return op()
+        except ProtocolError as exc:
+            self._counters.control_errors += 1
+            self._rlog.warning("control", "bad control request: %s", exc.reason)
+            return encode_error_reply(exc.reason)
+        except Exception as exc:  # a bug in a report must not take the broker down
+            self._counters.control_errors += 1
+            log.exception("control request failed")
+            return encode_error_reply(f"internal error: {exc}")
+
+    def _op_ping(self) -> bytes:
+        return encode_reply(version=__version__, protocol=list(VERSION))
+
+    def _op_streams(self) -> bytes:
+        return encode_reply(streams=[info.to_map() for info in self.streams()])
+
+    def _op_stats(self) -> bytes:
+        return encode_reply(**self.stats().to_map())

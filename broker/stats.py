@@ -1,0 +1,127 @@
+"""Broker totals: counters bumped on the hot path, snapshots for the control port and log."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("framebroker.broker")
+
+
+class Counters:
+    """Plain integer counters, owned and bumped by the broker's loop thread."""
+
+    __slots__ = (
+        "bytes_in",
+        "cache_sends",
+        "control_errors",
+        "control_requests",
+        "disconnects",
+        "frames_in",
+        "frames_out",
+        "malformed",
+        "malformed_by_kind",
+        "subscriptions",
+        "unsubscriptions",
+    )
+
+    def __init__(self) -> None:
+        self.frames_in = 0  # valid frame messages received on ingest
+        self.bytes_in = 0  # their total size
+        self.frames_out = 0  # frames sent on publish (one per forwarded frame)
+        self.cache_sends = 0  # cached frames sent to new subscriptions (last value cache)
+        self.malformed = 0  # ingest messages dropped as malformed
+        self.malformed_by_kind: dict[str, int] = {}
+        self.disconnects = 0  # ingest peers disconnected (incl. oversize: MAXMSGSIZE)
+        self.subscriptions = 0  # subscribe messages seen on publish (XPUB_VERBOSE)
+        self.unsubscriptions = 0
+        self.control_requests = 0
+        self.control_errors = 0  # requests answered with ok=false
+
+    def count_malformed(self, kind: str) -> None:
+        self.malformed += 1
+        self.malformed_by_kind[kind] = self.malformed_by_kind.get(kind, 0) + 1
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    """A snapshot of the broker's totals (the ``stats`` control op).
+
+    ``disconnects`` counts ingest peers that went away: producers stopping, network
+    failures and producers that sent a message larger than ``max_message_size`` (libzmq
+    disconnects those and does not say why, so oversize messages are not counted apart).
+    """
+
+    uptime_s: float
+    frames_in: int
+    bytes_in: int
+    frames_out: int
+    cache_sends: int
+    malformed: int
+    disconnects: int
+    subscriptions: int
+    unsubscriptions: int
+    control_requests: int
+    control_errors: int
+    streams_live: int
+    streams_stale: int
+    streams_forgotten: int
+    malformed_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_counters(
+        cls, c: Counters, *, uptime_s: float, live: int, stale: int, forgotten: int
+    ) -> BrokerStats:
+        return cls(
+            uptime_s=round(uptime_s, 3),
+            frames_in=c.frames_in,
+            bytes_in=c.bytes_in,
+            frames_out=c.frames_out,
+            cache_sends=c.cache_sends,
+            malformed=c.malformed,
+            disconnects=c.disconnects,
+            subscriptions=c.subscriptions,
+            unsubscriptions=c.unsubscriptions,
+            control_requests=c.control_requests,
+            control_errors=c.control_errors,
+            streams_live=live,
+            streams_stale=stale,
+            streams_forgotten=forgotten,
+            malformed_by_kind=dict(c.malformed_by_kind),
+        )
+
+    def to_map(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StatsLog:
+    """One INFO line every ``interval`` seconds with totals and rates since the last line."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: BrokerStats | None = None
+
+    def emit(self, stats: BrokerStats) -> None:
+        prev = self._last
+        self._last = stats
+        span = stats.uptime_s - prev.uptime_s if prev else stats.uptime_s
+        span = span if span > 0 else 1.0
+
+        def rate(name: str) -> float:
+            before = getattr(prev, name) if prev else 0
+            return float(getattr(stats, name) - before) / span
+
+        log.info(
+            "streams %d live, %d stale | in %.1f fps %.2f MB/s | out %.1f fps | "
+            "lvc %d | subs %d | malformed %d | disconnects %d",
+            stats.streams_live,
+            stats.streams_stale,
+            rate("frames_in"),
+            rate("bytes_in") / 1e6,
+            rate("frames_out"),
+            stats.cache_sends,
+            stats.subscriptions,
+            stats.malformed,
+            stats.disconnects,
+        )

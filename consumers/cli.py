@@ -1,0 +1,148 @@
+"""``framebroker consume PROCESSOR --streams PATTERN``: run a processor on live frames."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from consumers.config import ConsumerConfig, default_name, parse_patterns
+from consumers.processors import BUILTINS, load_processor
+from consumers.results import print_json_line
+from consumers.runtime import Consumer
+from consumers.workers import WorkerPool
+from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
+from framebroker.config import (
+    add_broker_options,
+    add_option,
+    parse_bool,
+    parse_positive,
+    resolve_endpoint,
+)
+from framebroker.errors import ConfigError
+
+
+class _AppendPatterns(argparse.Action):
+    """``--streams a,b --streams c`` -> ["a", "b", "c"]; the first flag replaces the default."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest, None)
+        if current is self.default or not isinstance(current, list):
+            current = []
+        setattr(namespace, self.dest, [*current, *parse_patterns(str(values))])
+
+
+def parse_workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"must be at least 1: {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    builtins = ", ".join(f"{name} ({BUILTINS[name][1]})" for name in sorted(BUILTINS))
+    add_option(
+        parser,
+        "processor",
+        default=None,
+        nargs="?",
+        metavar="PROCESSOR",
+        help=f"a built-in: {builtins}; or module:function or path/to/file.py:function",
+    )
+    add_option(
+        parser,
+        "--streams",
+        default="*",
+        action=_AppendPatterns,
+        metavar="PATTERN",
+        help="streams to process, comma separated or repeated: cam1 (exactly), "
+        "site1/ or site1/* (a group), * (all)",
+    )
+    add_option(parser, "--name", default=None, help="consumer name in results (default HOST-PID)")
+    add_broker_options(parser, "publish", "results")
+    add_option(
+        parser,
+        "--send-results",
+        default=True,
+        type=parse_bool,
+        help="send results to the sink (--no-send-results: only --print them)",
+    )
+    add_option(parser, "--fps", type=parse_positive, help="cap processing per stream (frames/s)")
+    add_option(
+        parser,
+        "--workers",
+        default=1,
+        type=parse_workers,
+        help="worker processes, each gets every frame and is named NAME-i",
+    )
+    add_option(parser, "--duration", type=parse_positive, help="stop after this many seconds")
+    add_option(
+        parser,
+        "--print",
+        default=False,
+        type=parse_bool,
+        help="also print each result as a JSON line on stdout",
+    )
+
+
+def build_config(args: argparse.Namespace) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=args.name or default_name(),
+        publish=resolve_endpoint(args, "publish"),
+        results=resolve_endpoint(args, "results") if args.send_results else None,
+        streams=parse_patterns(args.streams),
+        fps=args.fps,
+        workers=args.workers,
+        duration=args.duration,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.processor:
+        raise ConfigError(
+            f"give a PROCESSOR: one of {', '.join(sorted(BUILTINS))}, module:function "
+            "or path/to/file.py:function"
+        )
+    config = build_config(args)
+    processor = load_processor(args.processor)  # fail fast, before any worker starts
+    if config.workers == 1:
+        on_result = print_json_line if args.print else None
+        consumer = Consumer(config, processor, on_result=on_result)
+        with stop_on_signals(consumer.close):
+            consumer.run()
+        return EXIT_OK
+    pool = WorkerPool(config, args.processor, print_results=args.print)
+    with stop_on_signals(pool.close):
+        pool.run()
+    return EXIT_OK if all(code == 0 for code in pool.exitcodes) else EXIT_ERROR
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``stop`` on SIGINT or SIGTERM while inside the block; then restore handlers."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop()) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+CONSUME = Command(
+    name="consume",
+    help="Run a processor on the newest frame of each stream; send results to the sink.",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,81 @@
+"""Receiver: the thread that drains the SUB socket into the per-stream slots.
+
+It never waits for the processor: every message is taken off the socket as it arrives
+(``recv(copy=False)``, decoded in place on the message buffer) and offered to
+:class:`LatestSlots`, which keeps only the newest frame per stream. That, not small
+high-water marks, is what keeps frames fresh however slow the processor is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from consumers.frame import Frame
+from consumers.slots import LatestSlots, Offer
+from consumers.stats import ConsumerStats
+from framebroker.errors import ProtocolError
+from framebroker.protocol import decode_frame
+from framebroker.ratelimit import RateLimitedLog
+
+log = logging.getLogger("framebroker.consumer")
+
+POLL_MS = 100  # how long one wait for input lasts; bounds how fast stop takes effect
+SYSTEM_TOPIC = b"$"  # broker system topics (e.g. stream announcements): not frames
+
+
+class Receiver:
+    """Runs in its own thread: ``run(stop)`` until ``stop`` is set. Owns no socket."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        slots: LatestSlots,
+        stats: ConsumerStats,
+        bad_input: RateLimitedLog,
+    ) -> None:
+        self._sock = sock
+        self._slots = slots
+        self._stats = stats
+        self._bad_input = bad_input
+        self.error: BaseException | None = None  # why the thread ended early, if it did
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    message = self._sock.recv(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    self._sock.poll(POLL_MS)
+                    continue
+                self.handle(message.buffer)
+        except zmq.ZMQError as exc:
+            if not stop.is_set():
+                self.error = exc
+                log.error("receive failed: %s", exc)
+        except BaseException as exc:  # a bug: report it to run() rather than die silently
+            self.error = exc
+            log.exception("receive thread failed")
+
+    def handle(self, data: memoryview) -> None:
+        """Decode one message and offer it to the slots; count what happened."""
+        if data[:1] == SYSTEM_TOPIC:
+            return
+        self._stats.received += 1
+        try:
+            message = decode_frame(data)
+        except ProtocolError as exc:
+            self._stats.malformed += 1
+            self._bad_input.warning(
+                "malformed", "dropped malformed message (%d bytes): %s", len(data), exc
+            )
+            return
+        outcome = self._slots.offer(Frame.from_message(message, time.time_ns()))
+        if outcome is Offer.REPLACED:
+            self._stats.skipped += 1
+        elif outcome is Offer.DUPLICATE:
+            self._stats.duplicates += 1

@@ -1,0 +1,238 @@
+"""Consumer: the service that runs a processor on the newest frame of each stream.
+
+::
+
+    SUB --(receive thread: drain, decode header)--> LatestSlots --(run(): take)--> processor
+                                                                          |
+                                                   PUSH (NOBLOCK) <-- ResultMessage
+
+``start()`` connects the sockets, ``run()`` blocks (starting the receive thread) until
+``close()`` is called from another thread or ``duration`` passes, ``close()`` stops it
+within ~100 ms. ``run_in_thread()`` does start() and runs run() in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import zmq
+
+from consumers.config import ConsumerConfig
+from consumers.frame import Frame
+from consumers.processors import Processor, processor_name
+from consumers.receiver import Receiver
+from consumers.results import ResultSender
+from consumers.slots import LatestSlots
+from consumers.stats import ConsumerStats
+from framebroker.errors import ProcessorError, TransportError
+from framebroker.protocol import ResultMessage
+from framebroker.ratelimit import RateLimitedLog
+from framebroker.transport import connect, make_socket
+
+log = logging.getLogger("framebroker.consumer")
+
+TAKE_TIMEOUT = 0.1  # seconds; bounds how long close() and --duration take to act
+RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
+
+ResultCallback = Callable[[ResultMessage], None]
+
+
+class Consumer:
+    """Runs ``processor(frame) -> dict | None`` on the newest frame of each stream.
+
+    >>> consumer = Consumer(ConsumerConfig(streams=("cam1",)), lambda f: {"seq": f.seq})
+    >>> consumer.run_in_thread()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        processor: Processor,
+        *,
+        on_result: ResultCallback | None = None,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.processor = processor
+        self.on_result = on_result
+        self.stats = ConsumerStats(ages_kept=config.ages_kept)
+        self._slots = LatestSlots(fps=config.fps)
+        self._stop = threading.Event()
+        self._context = context
+        self._owns_context = context is None
+        self._sub: zmq.Socket[Any] | None = None
+        self._push: zmq.Socket[Any] | None = None
+        self._sender: ResultSender | None = None
+        self._bad_input = RateLimitedLog(log, interval=5.0)
+        self._errors = RateLimitedLog(log, interval=5.0)
+        self._state_lock = threading.Lock()
+        self._state = "new"  # -> started -> running -> closed
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self) -> None:
+        """Create and connect the sockets (no thread is started)."""
+        with self._state_lock:
+            if self._state != "new":
+                return
+            self._state = "started"
+            try:
+                self._open_sockets()
+            except BaseException:
+                self._teardown()
+                raise
+
+    def _open_sockets(self) -> None:
+        if self._context is None:
+            self._context = zmq.Context()
+        self._sub = make_socket(self._context, zmq.SUB)
+        for prefix in self.config.subscriptions():
+            self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        connect(self._sub, self.config.publish)
+        if self.config.results is not None:
+            self._push = make_socket(
+                self._context,
+                zmq.PUSH,
+                sndhwm=self.config.result_buffer,
+                linger_ms=RESULT_LINGER_MS,
+            )
+            connect(self._push, self.config.results)
+            self._sender = ResultSender(self._push, self.config.results, self.stats)
+        log.info(
+            "consumer %s: %s on streams %s from %s, results to %s",
+            self.name,
+            processor_name(self.processor),
+            ",".join(self.config.streams),
+            self.config.publish,
+            self.config.results or "nowhere",
+        )
+
+    def run(self) -> None:
+        """Process frames until close() is called or ``duration`` passes.
+
+        Raises TransportError if the receive thread fails.
+        """
+        self.start()
+        with self._state_lock:
+            if self._state != "started":
+                return  # closed before it ran
+            self._state = "running"
+        assert self._sub is not None
+        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
+        thread = threading.Thread(
+            target=receiver.run, args=(self._stop,), name=f"{self.name}-receive", daemon=True
+        )
+        thread.start()
+        try:
+            self._loop(thread)
+        finally:
+            self._stop.set()
+            self._slots.close()
+            thread.join()
+            with self._state_lock:
+                self._teardown()
+            log.info("consumer %s stopped: %s", self.name, self.stats.summary())
+        if receiver.error is not None:
+            raise TransportError(f"consumer {self.name}: receiving failed: {receiver.error}")
+
+    def _loop(self, receive_thread: threading.Thread) -> None:
+        duration = self.config.duration
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not receive_thread.is_alive():
+                break
+            frame = self._slots.take(timeout=TAKE_TIMEOUT)
+            if frame is not None:
+                self.process(frame)
+
+    def process(self, frame: Frame) -> None:
+        """Run the processor on one frame and send its result; never raises for bad input."""
+        t_start = time.time_ns()
+        self.stats.ages_ns.append(t_start - frame.t_capture)
+        began = time.perf_counter_ns()
+        try:
+            result = self.processor(frame)
+            if result is not None and not isinstance(result, Mapping):
+                raise ProcessorError(f"returned a {type(result).__name__}, not a dict or None")
+        except Exception as exc:
+            self._processor_failed(frame, exc)
+            return
+        duration_ns = time.perf_counter_ns() - began
+        self.stats.processed += 1
+        if result is None:
+            return
+        message = ResultMessage(
+            consumer=self.name,
+            stream=frame.stream,
+            session=frame.session,
+            seq=frame.seq,
+            t_capture=frame.t_capture,
+            t_start=t_start,
+            duration_ns=duration_ns,
+            result=result,
+        )
+        try:
+            if self._sender is not None:
+                self._sender.send(message)
+            if self.on_result is not None:
+                self.on_result(message)
+        except Exception as exc:
+            self._processor_failed(frame, exc)
+
+    def _processor_failed(self, frame: Frame, exc: Exception) -> None:
+        self.stats.processor_errors += 1
+        self._errors.warning(
+            "processor",
+            "processor %s failed on stream %s seq %d: %s: %s",
+            processor_name(self.processor),
+            frame.stream,
+            frame.seq,
+            type(exc).__name__,
+            exc,
+        )
+
+    def close(self) -> None:
+        """Stop run() (within ~100 ms); safe from any thread and from a signal handler."""
+        self._stop.set()
+        self._slots.close()
+        # A bounded wait: a signal handler may interrupt the thread that holds the lock.
+        if self._state_lock.acquire(timeout=0.5):
+            try:
+                if self._state in ("new", "started"):
+                    self._teardown()
+            finally:
+                self._state_lock.release()
+
+    def run_in_thread(self) -> threading.Thread:
+        """start(), then run() in a daemon thread; stop it with close() and join it."""
+        self.start()
+        thread = threading.Thread(target=self.run, name=f"{self.name}-run", daemon=True)
+        thread.start()
+        return thread
+
+    def _teardown(self) -> None:
+        """Close sockets (and the context if ours). Call with the state lock held."""
+        self._state = "closed"
+        for sock in (self._sub, self._push):
+            if sock is not None:
+                sock.close()
+        self._sub = self._push = None
+        self._sender = None
+        if self._owns_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def __enter__(self) -> Consumer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

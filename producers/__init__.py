@@ -1,0 +1,59 @@
+"""Producers: publish a camera, a video file, a stream URL or a test pattern to the broker.
+
+::
+
+    source.py     FrameSource: the interface of every source (open / read / close)
+    capture.py    CaptureSource: device, file or URL through cv2.VideoCapture
+    pattern.py    TestPatternSource: synthetic frames, no camera needed
+    spec.py       SOURCE strings ("0", "video.mp4", "rtsp://...", "test:640x480@30")
+    backoff.py    Backoff: capped exponential delays between reopen attempts
+    grabber.py    Grabber: the grab thread, newest frame only, reopen and watchdog
+    config.py     ProducerConfig: validated, frozen
+    producer.py   Producer: the service (start / run / close)
+    cli.py        ``framebroker produce``
+
+Library use::
+
+    from producers import Producer, ProducerConfig
+
+    producer = Producer(ProducerConfig(source="test:640x480@30", stream="cam1",
+                                       ingest="tcp://broker.lan:5555"))
+    producer.start()
+    producer.run()   # until producer.close() from another thread
+
+Your own source: subclass FrameSource and pass ``source=MySource`` (a factory, called
+again on every reopen) to Producer.
+"""
+
+from producers.backoff import Backoff
+from producers.capture import CaptureSource
+from producers.config import ProducerConfig
+from producers.grabber import Grabbed, Grabber, GrabberState
+from producers.pattern import TestPatternSource
+from producers.producer import Producer, ProducerStats
+from producers.source import FrameSource
+from producers.spec import (
+    SourceSpec,
+    default_stream_name,
+    make_source,
+    open_source,
+    parse_source,
+)
+
+__all__ = [
+    "Backoff",
+    "CaptureSource",
+    "FrameSource",
+    "Grabbed",
+    "Grabber",
+    "GrabberState",
+    "Producer",
+    "ProducerConfig",
+    "ProducerStats",
+    "SourceSpec",
+    "TestPatternSource",
+    "default_stream_name",
+    "make_source",
+    "open_source",
+    "parse_source",
+]
