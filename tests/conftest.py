@@ -1,0 +1,94 @@
+"""Shared test helpers: free ports and CLI processes stopped by PID at teardown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip on a user's machine, fail in CI, when a system component is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs {what}; .ci/run should have installed it")
+    pytest.skip(f"needs {what}")
+
+
+class CliProcesses:
+    """Runs ``python -m framebroker ...`` processes and stops every one by PID."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        log = open(self.tmp_path / f"proc-{len(self.procs)}-{args[0]}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "framebroker", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def output(self, proc: subprocess.Popen[str]) -> str:
+        index = self.procs.index(proc)
+        (log,) = self.tmp_path.glob(f"proc-{index}-*.log")
+        return log.read_text()
+
+    def stop(self, proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[CliProcesses]:
+    procs = CliProcesses(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout:g}s: {predicate.__doc__ or predicate}")
