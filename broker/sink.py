@@ -1,0 +1,281 @@
+"""The sink: results arrive on a PULL socket and are stored in batches.
+
+Consumers PUSH result messages (``framebroker.protocol.ResultMessage``) to the sink's
+results port; the sink decodes each one, stamps the time it arrived, and writes them to a
+:class:`~broker.store.ResultStore` in batches (one transaction per ``batch_size`` results
+or per ``flush_interval`` seconds, whichever comes first). A malformed message is
+counted, logged (rate-limited) and dropped. ``close()`` (or ``stop()`` then the end of
+``run()``) stores whatever already arrived before releasing the socket.
+
+    sink = Sink(SinkConfig(results="tcp://127.0.0.1:0", db="results.sqlite"))
+    sink.start()                 # binds; sink.results_endpoint is the real endpoint
+    threading.Thread(target=sink.run).start()
+    ...
+    sink.close()                 # from any other thread: stop, flush, release
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from broker.sink_jsonl import JsonLinesStore
+from broker.store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
+from framebroker.config import RESULTS_PORT, bind_endpoint, parse_endpoint
+from framebroker.errors import ConfigError, ProtocolError, StoreError, TransportError
+from framebroker.protocol import decode_result
+from framebroker.ratelimit import RateLimitedLog
+from framebroker.transport import bind, make_socket
+
+log = logging.getLogger("framebroker.sink")
+
+DEFAULT_DB = "framebroker-results.sqlite"
+DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
+_POLL_MS = 100  # upper bound on how long stop()/close() waits for the loop to notice
+_RETRY_S = 1.0  # after a failed write, wait this long before trying again
+_FINAL_DRAIN_LIMIT = 100_000
+_COUNTERS = ("received", "stored", "malformed", "store_errors", "dropped")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Everything the sink needs; validated on construction (ConfigError)."""
+
+    results: str = bind_endpoint(RESULTS_PORT)
+    db: str = DEFAULT_DB
+    jsonl: str | None = None
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    batch_size: int = 100
+    flush_interval: float = 0.2
+    rcvhwm: int = 10_000
+    max_pending: int = 100_000  # results kept for retry while the store is failing
+
+    def __post_init__(self) -> None:
+        parse_endpoint(self.results)
+        if not self.db:
+            raise ConfigError("the results database path (--db) must not be empty")
+        if self.jsonl == "":
+            raise ConfigError("--jsonl needs a file path")
+        if self.max_message_size < 1024:
+            raise ConfigError(f"max message size {self.max_message_size} is below 1 KiB")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
+        if not 0 < self.flush_interval <= 60:
+            raise ConfigError(f"flush interval must be in (0, 60] s, not {self.flush_interval}")
+        if self.rcvhwm < 1 or self.max_pending < self.batch_size:
+            raise ConfigError("rcvhwm must be >= 1 and max_pending >= batch_size")
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    """Counters since start: messages received, results stored, and what went wrong."""
+
+    received: int = 0  # messages taken off the socket
+    stored: int = 0  # results written to the store
+    malformed: int = 0  # messages dropped because they did not decode
+    store_errors: int = 0  # failed batch writes (retried)
+    dropped: int = 0  # results lost because the store kept failing
+    pending: int = 0  # decoded, not yet written
+
+
+def open_store(config: SinkConfig) -> ResultStore:
+    """The store ``config`` asks for: SQLite, plus JSON Lines when ``jsonl`` is set."""
+    sqlite = SQLiteStore(config.db)
+    if config.jsonl is None:
+        return sqlite
+    try:
+        jsonl = JsonLinesStore(config.jsonl)
+    except StoreError:
+        sqlite.close()
+        raise
+    return FanOutStore([sqlite, jsonl])
+
+
+class Sink:
+    """Binds the results port and stores every well-formed result message."""
+
+    def __init__(self, config: SinkConfig, store: ResultStore | None = None) -> None:
+        self.config = config
+        self._store = store
+        self._ctx: zmq.Context[Any] | None = None
+        self._sock: zmq.Socket[Any] | None = None
+        self._endpoint: str | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._done = threading.Event()
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._pending: list[ResultRecord] = []
+        self._flush_at = 0.0
+        self._retry_at = 0.0
+        self._counts = dict.fromkeys(
+            ("received", "stored", "malformed", "store_errors", "dropped"), 0
+        )
+        self._ratelog = RateLimitedLog(log)
+
+    @property
+    def results_endpoint(self) -> str:
+        """The endpoint really bound (port filled in when ``:0`` was asked)."""
+        if self._endpoint is None:
+            raise TransportError("the sink is not started; call start() first")
+        return self._endpoint
+
+    def start(self) -> None:
+        """Open the store and bind the results port. Raises StoreError / TransportError."""
+        if self._sock is not None:
+            raise TransportError("the sink is already started")
+        if self._store is None:
+            self._store = open_store(self.config)
+        self._ctx = zmq.Context()
+        sock = make_socket(
+            self._ctx,
+            zmq.PULL,
+            linger_ms=0,
+            rcvhwm=self.config.rcvhwm,
+            maxmsgsize=self.config.max_message_size,
+        )
+        try:
+            self._endpoint = bind(sock, self.config.results)
+        except TransportError:
+            sock.close(linger=0)
+            self._release()
+            raise
+        self._sock = sock
+        log.info("sink: results on %s, stored in %s", self._endpoint, self._where())
+
+    def run(self) -> None:
+        """Receive and store until stop() or close(); then store what already arrived."""
+        if self._sock is None:
+            raise TransportError("the sink is not started; call start() first")
+        sock = self._sock
+        self._running.set()
+        try:
+            while not self._stop.is_set():
+                if sock.poll(self._poll_timeout_ms()):
+                    self._drain(sock, self._room())
+                self._maybe_flush()
+            self._drain(sock, _FINAL_DRAIN_LIMIT)
+            self._final_flush()
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        """Ask run() to finish (flushing first). Safe in a signal handler; returns at once."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop run() (waiting for its final flush), then release the socket and store."""
+        self._stop.set()
+        if self._running.is_set() and not self._done.wait(timeout=10.0):
+            log.error("sink: the receive loop did not stop within 10 s; closing anyway")
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._release()
+        stats = self.stats()
+        log.info(
+            "sink: closed; %d received, %d stored, %d malformed, %d dropped",
+            stats.received,
+            stats.stored,
+            stats.malformed,
+            stats.dropped,
+        )
+
+    def stats(self) -> SinkStats:
+        return SinkStats(pending=len(self._pending), **self._counts)
+
+    # --- receive ------------------------------------------------------------------------
+
+    def _poll_timeout_ms(self) -> int:
+        if not self._pending:
+            return _POLL_MS
+        due = max(self._flush_at, self._retry_at) - time.monotonic()
+        return max(0, min(_POLL_MS, int(due * 1000) + 1))
+
+    def _room(self) -> int:
+        """How many to receive before the next flush check: exactly fill the batch."""
+        room = self.config.batch_size - len(self._pending)
+        return room if room > 0 else self.config.batch_size  # the store is failing
+
+    def _drain(self, sock: zmq.Socket[Any], limit: int) -> None:
+        for _ in range(limit):
+            try:
+                data = sock.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                self._ratelog.warning("recv", "sink: receive failed: %s", exc)
+                return
+            self._accept(data)
+
+    def _accept(self, data: bytes) -> None:
+        self._counts["received"] += 1
+        try:
+            record = ResultRecord.from_message(decode_result(data), time.time_ns())
+        except ProtocolError as exc:
+            self._counts["malformed"] += 1
+            self._ratelog.warning(
+                "malformed",
+                "sink: dropped a malformed result message (%d bytes): %s",
+                len(data),
+                exc,
+            )
+            return
+        if not self._pending:
+            self._flush_at = time.monotonic() + self.config.flush_interval
+        self._pending.append(record)
+
+    # --- store --------------------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        if not self._pending:
+            return
+        now = time.monotonic()
+        due = len(self._pending) >= self.config.batch_size or now >= self._flush_at
+        if due and now >= self._retry_at:
+            self._flush()
+
+    def _flush(self) -> bool:
+        assert self._store is not None
+        batch = self._pending
+        try:
+            self._store.add_many(batch)
+        except StoreError as exc:
+            self._counts["store_errors"] += 1
+            self._retry_at = time.monotonic() + _RETRY_S
+            excess = len(batch) - self.config.max_pending
+            if excess > 0:
+                del batch[:excess]
+                self._counts["dropped"] += excess
+            self._ratelog.warning(
+                "store", "sink: %s; %d results kept for retry", exc, len(self._pending)
+            )
+            return False
+        self._counts["stored"] += len(batch)
+        self._pending = []
+        return True
+
+    def _final_flush(self) -> None:
+        if self._pending and not self._flush():
+            self._counts["dropped"] += len(self._pending)
+            log.error("sink: %d results could not be stored before exit", len(self._pending))
+            self._pending = []
+
+    def _release(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._ctx is not None:
+            self._ctx.term()
+
+    def _where(self) -> str:
+        if self.config.jsonl:
+            return f"{self.config.db} and {self.config.jsonl}"
+        return self.config.db

@@ -1,0 +1,179 @@
+"""``framebroker sink`` (store results) and ``framebroker results`` (show them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from broker.sink import DEFAULT_DB, Sink, SinkConfig
+from broker.sink_results import follow, show
+from broker.store import SQLiteStore
+from framebroker.cli import EXIT_OK, Command
+from framebroker.config import (
+    RESULTS_PORT,
+    add_option,
+    bind_endpoint,
+    parse_bool,
+    parse_bytes,
+    parse_endpoint,
+    parse_positive,
+)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``stop`` on SIGINT/SIGTERM instead of dying mid-write; restore on exit."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    add_option(parser, "--db", default=DEFAULT_DB, help="SQLite results database")
+
+
+# --- framebroker sink ---------------------------------------------------------------------
+
+
+def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
+    add_option(
+        parser,
+        "--results",
+        default=bind_endpoint(RESULTS_PORT),
+        type=parse_endpoint,
+        help="endpoint to bind for results (consumers PUSH here)",
+    )
+    add_db_option(parser)
+    add_option(parser, "--jsonl", default=None, help="also append results to this JSON Lines file")
+    add_option(
+        parser,
+        "--max-message-size",
+        default="16M",
+        type=parse_bytes,
+        help="largest result message accepted; a peer sending more is disconnected",
+    )
+    add_option(parser, "--batch-size", default=100, type=int, help="results per write transaction")
+    add_option(
+        parser,
+        "--flush-interval",
+        default=0.2,
+        type=parse_positive,
+        help="seconds a result may wait before it is written",
+    )
+
+
+def run_sink(args: argparse.Namespace) -> int:
+    config = SinkConfig(
+        results=args.results,
+        db=args.db,
+        jsonl=args.jsonl,
+        max_message_size=args.max_message_size,
+        batch_size=args.batch_size,
+        flush_interval=args.flush_interval,
+    )
+    sink = Sink(config)
+    sink.start()
+    try:
+        with stop_on_signals(sink.stop):
+            sink.run()
+    finally:
+        sink.close()
+    return EXIT_OK
+
+
+SINK = Command(
+    name="sink",
+    help="store results pushed by consumers in SQLite (and optionally JSON Lines)",
+    add_arguments=add_sink_arguments,
+    run=run_sink,
+)
+
+
+# --- framebroker results ------------------------------------------------------------------
+
+
+def add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    add_option(
+        parser,
+        "--stream",
+        default=None,
+        help="only this stream (cam1), or a group (site1/ or site1/*)",
+    )
+    add_option(
+        parser,
+        "--limit",
+        default=20,
+        type=int,
+        help="show the newest N results (0: all)",
+    )
+    add_option(
+        parser,
+        "--follow",
+        default=False,
+        type=parse_bool,
+        help="keep printing new results as they arrive, until Ctrl-C",
+    )
+    add_option(parser, "--json", default=False, type=parse_bool, help="print JSON lines")
+    add_option(
+        parser,
+        "--interval",
+        default=0.5,
+        type=parse_positive,
+        help="with --follow: seconds between looks at the database",
+    )
+
+
+def run_results(args: argparse.Namespace) -> int:
+    store = SQLiteStore.open_existing(args.db)  # StoreError -> exit 1 with its message
+    stopping: list[bool] = []
+    try:
+        last, table = show(
+            store,
+            _print,
+            stream=args.stream,
+            limit=args.limit if args.limit > 0 else None,
+            as_json=args.json,
+        )
+        if args.follow:
+            with stop_on_signals(lambda: stopping.append(True)):
+                follow(
+                    store,
+                    _print,
+                    after_id=last,
+                    table=table,
+                    stream=args.stream,
+                    interval=args.interval,
+                    should_stop=lambda: bool(stopping),
+                )
+    except BrokenPipeError:  # `framebroker results | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+RESULTS = Command(
+    name="results",
+    help="show results stored by the sink (a table, or JSON lines with --json)",
+    add_arguments=add_results_arguments,
+    run=run_results,
+)

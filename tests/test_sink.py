@@ -1,0 +1,481 @@
+"""The sink and `framebroker results`: real sockets on loopback, real SQLite files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from broker.sink import Sink, SinkConfig
+from broker.sink_jsonl import JsonLinesStore
+from broker.store import ResultRecord, SQLiteStore, json_safe
+from framebroker.cli import main
+from framebroker.errors import ConfigError, StoreError
+from framebroker.protocol import ResultMessage, encode_result
+
+T0 = 1_700_000_000_000_000_000
+
+
+def result(seq=0, stream="cam1", consumer="stats", **result_map) -> ResultMessage:
+    return ResultMessage(
+        consumer=consumer,
+        stream=stream,
+        session=77,
+        seq=seq,
+        t_capture=T0 + seq * 1_000_000,
+        t_start=T0 + seq * 1_000_000 + 12_000_000,  # 12 ms old when work began
+        duration_ns=3_500_000,
+        result=result_map or {"mean": 1.5, "seq": seq},
+    )
+
+
+def record(seq=0, stream="cam1", consumer="stats") -> ResultRecord:
+    return ResultRecord.from_message(result(seq, stream, consumer), time.time_ns())
+
+
+def wait_until(predicate, timeout=15.0, what="condition", debug=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}: {debug() if debug else ''}")
+
+
+def rows(db: Path, sql="SELECT * FROM results ORDER BY id", params=()):
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, params)]
+
+
+def count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    return rows(db, "SELECT count(*) AS n FROM results")[0]["n"]
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+class RunningSink:
+    def __init__(self, config: SinkConfig, store=None):
+        self.sink = Sink(config, store)
+        self.sink.start()
+        self.thread = threading.Thread(target=self.sink.run, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.sink.close()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def start_sink(tmp_path):
+    started: list[RunningSink] = []
+
+    def start(store=None, **overrides) -> RunningSink:
+        fields = {"results": "tcp://127.0.0.1:0", "db": str(tmp_path / "results.sqlite")}
+        fields.update(overrides)
+        running = RunningSink(SinkConfig(**fields), store)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
+
+
+@pytest.fixture
+def push(ctx):
+    sockets = []
+
+    def connect(endpoint: str) -> zmq.Socket:
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(endpoint)
+        sockets.append(sock)
+        return sock
+
+    yield connect
+    for sock in sockets:
+        sock.close(linger=0)
+
+
+# --- the sink service ------------------------------------------------------------------------
+
+
+def test_results_land_in_sqlite_with_all_fields(start_sink, push, tmp_path):
+    before = time.time_ns()
+    running = start_sink()
+    sock = push(running.sink.results_endpoint)
+    sock.send(encode_result(result(1, "site1/cam1", "stats", mean=1.5, boxes=[[1, 2, 3, 4]])))
+    sock.send(encode_result(result(2, "site1/cam2", "motion", score=0.25)))
+    wait_until(lambda: running.sink.stats().stored == 2, what="2 stored results")
+
+    stored = rows(tmp_path / "results.sqlite")
+    assert [(r["consumer"], r["stream"], r["seq"]) for r in stored] == [
+        ("stats", "site1/cam1", 1),
+        ("motion", "site1/cam2", 2),
+    ]
+    first = stored[0]
+    assert first["session"] == 77
+    assert first["t_capture"] == T0 + 1_000_000
+    assert first["t_start"] == T0 + 13_000_000
+    assert first["duration_ns"] == 3_500_000
+    assert first["age_ns"] == 12_000_000
+    assert before <= first["received_ns"] <= time.time_ns()
+    assert json.loads(first["result"]) == {"mean": 1.5, "boxes": [[1, 2, 3, 4]]}
+    stats = running.sink.stats()
+    assert (stats.received, stats.stored, stats.malformed, stats.pending) == (2, 2, 0, 0)
+
+
+def test_database_is_wal_with_stream_index(start_sink, tmp_path):
+    start_sink()
+    db = tmp_path / "results.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(results)")}
+    assert "results_stream" in indexes
+
+
+def test_jsonl_written_when_asked(start_sink, push, tmp_path):
+    jsonl = tmp_path / "results.jsonl"
+    running = start_sink(jsonl=str(jsonl))
+    sock = push(running.sink.results_endpoint)
+    for seq in range(3):
+        sock.send(encode_result(result(seq, "cam1", "qr", text=f"code {seq}")))
+    wait_until(lambda: running.sink.stats().stored == 3, what="3 stored results")
+
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == [0, 1, 2]
+    assert lines[2]["result"] == {"text": "code 2"}
+    assert lines[2]["age_ns"] == 12_000_000
+    assert {"received_ns", "consumer", "stream", "session", "t_capture", "t_start"} <= set(lines[0])
+    assert count(tmp_path / "results.sqlite") == 3
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLite store that remembers the size of every batch it was given."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def add_many(self, records):
+        super().add_many(records)
+        self.batches.append(len(records))
+
+
+def test_burst_of_2000_results_all_stored_in_batches(start_sink, push, tmp_path):
+    db = tmp_path / "results.sqlite"
+    store = CountingStore(db)
+    # A long flush interval: only full batches are written until close().
+    running = start_sink(store=store, batch_size=100, flush_interval=30.0)
+    sock = push(running.sink.results_endpoint)
+    for seq in range(2000):
+        sock.send(encode_result(result(seq, f"cam{seq % 4}")))
+    wait_until(lambda: running.sink.stats().stored == 2000, what="2000 stored results")
+
+    assert store.batches == [100] * 20  # one transaction per 100 results, not per result
+    assert count(db) == 2000
+    assert rows(db, "SELECT count(DISTINCT seq) AS n FROM results")[0]["n"] == 2000
+
+
+class FailingOnceStore(SQLiteStore):
+    """A real SQLite store whose first write fails, as a full disk or a lock would."""
+
+    failed = False
+
+    def add_many(self, records):
+        if not self.failed:
+            self.failed = True
+            raise StoreError("disk I/O error (test)")
+        super().add_many(records)
+
+
+def test_failed_write_is_retried(start_sink, push, tmp_path):
+    db = tmp_path / "results.sqlite"
+    running = start_sink(store=FailingOnceStore(db))
+    sock = push(running.sink.results_endpoint)
+    for seq in range(3):
+        sock.send(encode_result(result(seq)))
+    wait_until(lambda: running.sink.stats().stored == 3, what="3 results stored on retry")
+    stats = running.sink.stats()
+    assert (stats.store_errors, stats.dropped) == (1, 0)
+    assert [r["seq"] for r in rows(db)] == [0, 1, 2]
+
+
+def test_close_stores_results_still_waiting_for_their_batch(start_sink, push, tmp_path):
+    running = start_sink(batch_size=1000, flush_interval=30.0)
+    sock = push(running.sink.results_endpoint)
+    for seq in range(7):
+        sock.send(encode_result(result(seq)))
+    wait_until(lambda: running.sink.stats().pending == 7, what="7 pending results")
+    assert count(tmp_path / "results.sqlite") == 0
+    running.close()
+    assert count(tmp_path / "results.sqlite") == 7
+    assert running.sink.stats().stored == 7
+
+
+def test_malformed_messages_counted_and_dropped(start_sink, push, tmp_path):
+    running = start_sink()
+    sock = push(running.sink.results_endpoint)
+    good = result(5).to_map()
+    bad = [
+        b"\xc1 not msgpack",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb({k: v for k, v in good.items() if k != "stream"}),
+        msgpack.packb({**good, "v": [9, 0]}),
+        msgpack.packb({**good, "seq": 2**64 - 1}),  # does not fit SQLite's INTEGER
+        msgpack.packb({**good, "result": "not a map"}),
+    ]
+    for data in bad:
+        sock.send(data)
+    sock.send(encode_result(result(6)))
+    wait_until(lambda: running.sink.stats().stored == 1, what="the good result stored")
+
+    stats = running.sink.stats()
+    assert (stats.received, stats.malformed, stats.stored) == (7, 6, 1)
+    assert running.thread.is_alive()
+    sock.send(encode_result(result(7)))
+    wait_until(lambda: running.sink.stats().stored == 2, what="storing after bad input")
+    assert [r["seq"] for r in rows(tmp_path / "results.sqlite")] == [6, 7]
+
+
+def test_oversize_message_is_not_stored(start_sink, push, tmp_path):
+    running = start_sink(max_message_size=4096)
+    big = push(running.sink.results_endpoint)
+    big.send(encode_result(result(1, blob="x" * 10_000)))
+    small = push(running.sink.results_endpoint)
+    small.send(encode_result(result(2)))
+    wait_until(lambda: running.sink.stats().stored == 1, what="the small result stored")
+    assert [r["seq"] for r in rows(tmp_path / "results.sqlite")] == [2]
+
+
+def test_result_values_made_json_safe():
+    value = {"b": b"\x00\x01", "nan": float("nan"), "t": (1, 2), b"k": {"x": None}}
+    assert json_safe(value) == {"b": "AAE=", "nan": None, "t": [1, 2], "k": {"x": None}}
+
+
+def test_sink_config_is_validated(tmp_path):
+    with pytest.raises(ConfigError):
+        SinkConfig(results="localhost:5557")
+    with pytest.raises(ConfigError):
+        SinkConfig(db="")
+    with pytest.raises(ConfigError):
+        SinkConfig(batch_size=0)
+    with pytest.raises(ConfigError):
+        SinkConfig(flush_interval=0)
+
+
+def test_sink_reports_a_busy_port(start_sink, tmp_path):
+    first = start_sink()
+    second = Sink(SinkConfig(results=first.sink.results_endpoint, db=str(tmp_path / "b.db")))
+    with pytest.raises(Exception, match="cannot bind"):
+        second.start()
+    second.close()
+
+
+# --- stores ----------------------------------------------------------------------------------
+
+
+def test_sqlite_store_queries(tmp_path):
+    store = SQLiteStore(tmp_path / "r.sqlite")
+    try:
+        store.add_many([record(i, s) for i, s in enumerate(["a/1", "a/2", "b", "a/1", "b"])])
+        assert [r.seq for r in store.query()] == [0, 1, 2, 3, 4]
+        assert [r.seq for r in store.query(stream="a/1")] == [0, 3]
+        assert [r.seq for r in store.query(stream="a/")] == [0, 1, 3]
+        assert [r.seq for r in store.query(stream="a*")] == [0, 1, 3]
+        assert [r.seq for r in store.query(limit=2, newest=True)] == [3, 4]
+        assert [r.seq for r in store.query(after_id=3)] == [3, 4]
+        assert store.last_id() == 5
+        assert store.counts() == {"a/1": 2, "a/2": 1, "b": 2}
+        ages = store.ages()
+        assert ages["b"].count == 2 and ages["b"].median_ns == 12_000_000
+    finally:
+        store.close()
+
+
+def test_jsonl_store_reads_back(tmp_path):
+    store = JsonLinesStore(tmp_path / "r.jsonl")
+    try:
+        store.add_many([record(i, s) for i, s in enumerate(["a", "b", "a"])])
+        assert [(r.id, r.seq) for r in store.query(stream="a")] == [(1, 0), (3, 2)]
+    finally:
+        store.close()
+
+
+def test_open_existing_never_creates(tmp_path):
+    with pytest.raises(StoreError, match="no results database"):
+        SQLiteStore.open_existing(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+    (tmp_path / "other.sqlite").touch()
+    with pytest.raises(StoreError, match="not a framebroker results database"):
+        SQLiteStore.open_existing(tmp_path / "other.sqlite")
+
+
+# --- framebroker results ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def filled_db(tmp_path) -> Path:
+    db = tmp_path / "filled.sqlite"
+    store = SQLiteStore(db)
+    store.add_many(
+        [
+            record(1, "site1/cam1", "stats"),
+            record(2, "site1/cam2", "motion"),
+            record(3, "cam10", "stats"),
+            record(4, "site1/cam1", "qr"),
+        ]
+    )
+    store.close()
+    return db
+
+
+def test_results_prints_a_table(filled_db, capsys):
+    assert main(["results", "--db", str(filled_db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["time", "consumer", "stream", "seq"]
+    assert len(lines) == 5
+    assert lines[1].split()[1:6] == ["stats", "site1/cam1", "1", "12.0", "3.5"]
+    assert '{"mean":1.5,"seq":1}' in lines[1]
+
+
+def test_results_filters_by_stream(filled_db, capsys):
+    assert main(["results", "--db", str(filled_db), "--stream", "site1/cam1"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[3] for line in lines] == ["1", "4"]
+    assert main(["results", "--db", str(filled_db), "--stream", "site1/"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[3] for line in lines] == ["1", "2", "4"]
+
+
+def test_results_json_lines_and_limit(filled_db, capsys):
+    assert main(["results", "--db", str(filled_db), "--json", "--limit", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["stream"], r["seq"]) for r in lines] == [
+        (3, "cam10", 3),
+        (4, "site1/cam1", 4),
+    ]
+    assert lines[0]["age_ns"] == 12_000_000
+    assert lines[0]["result"] == {"mean": 1.5, "seq": 3}
+
+
+def test_results_missing_database_exits_1(tmp_path, capsys):
+    missing = tmp_path / "nowhere.sqlite"
+    assert main(["results", "--db", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert f"no results database at {missing}" in err
+    assert not missing.exists()
+
+
+def framebroker(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "framebroker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def line_reader(stream) -> queue.Queue:
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: queue.Queue, pattern: str, timeout=20.0) -> re.Match:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"no line matching {pattern!r}; saw: {seen}")
+
+
+@pytest.fixture
+def processes():
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+
+
+def test_results_follow_prints_new_rows(filled_db, processes):
+    proc = framebroker("results", "--db", str(filled_db), "--follow", "--interval", "0.1")
+    processes.append(proc)
+    out = line_reader(proc.stdout)
+    wait_for_line(out, r"qr\s+site1/cam1\s+4\b")  # the newest row already stored
+
+    store = SQLiteStore(filled_db)
+    store.add_many([record(10, "late/cam", "faces"), record(11, "late/cam", "faces")])
+    store.close()
+    wait_for_line(out, r"faces\s+late/cam\s+10\b")
+    wait_for_line(out, r"faces\s+late/cam\s+11\b")
+
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C ends --follow successfully
+    assert proc.wait(timeout=10) == 0
+
+
+def test_sink_process_sigterm_exits_0_and_keeps_results(tmp_path, push, processes):
+    db = tmp_path / "proc.sqlite"
+    proc = framebroker(
+        "sink",
+        "--results",
+        "tcp://127.0.0.1:0",
+        "--db",
+        str(db),
+        "--batch-size",
+        "10",
+        "--flush-interval",
+        "60",
+    )
+    processes.append(proc)
+    endpoint = wait_for_line(line_reader(proc.stderr), r"results on (tcp://\S+),")[1]
+    sock = push(endpoint)
+    for seq in range(25):
+        sock.send(encode_result(result(seq)))
+    wait_until(lambda: count(db) >= 20, what="two full batches stored")
+
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert count(db) == 25  # the last 5 waited for their batch and were flushed on exit
+    assert not Path(f"{db}-wal").exists()  # closed cleanly: the WAL was checkpointed
+    assert rows(db, "PRAGMA integrity_check")[0]["integrity_check"] == "ok"
