@@ -26,7 +26,7 @@ PY = BIN / "python"
 
 def ensure_env(extras: str) -> None:
     """Create the virtual environment and install the project when needed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may be run by an older python3)
         sys.exit(f"framebroker needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"dev.py: creating virtual environment in {VENV}", flush=True)
@@ -35,11 +35,20 @@ def ensure_env(extras: str) -> None:
     stamp = VENV / f".installed-{extras or 'base'}-{digest}"
     if stamp.exists():
         return
-    print(f"dev.py: installing framebroker{f'[{extras}]' if extras else ''} into .venv",
-          flush=True)
+    print(f"dev.py: installing framebroker{f'[{extras}]' if extras else ''} into .venv", flush=True)
     target = f".[{extras}]" if extras else "."
-    run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--editable", target])
+    run(
+        [
+            str(PY),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--editable",
+            target,
+        ]
+    )
     stamp.touch()
 
 

@@ -67,8 +67,17 @@ def test_parse_positive():
             config.parse_positive(bad)
 
 
-@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5555", "tcp://*:5556", "tcp://broker:1",
-                                      "tcp://[::1]:5557", "ipc:///tmp/fb", "inproc://x"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://127.0.0.1:5555",
+        "tcp://*:5556",
+        "tcp://broker:1",
+        "tcp://[::1]:5557",
+        "ipc:///tmp/fb",
+        "inproc://x",
+    ],
+)
 def test_valid_endpoints(endpoint):
     assert config.parse_endpoint(endpoint) == endpoint
 

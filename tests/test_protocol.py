@@ -14,9 +14,16 @@ from framebroker.protocol import FrameHeader, ResultMessage
 
 def header(**overrides):
     fields = dict(
-        stream="site1/cam1", session=123456789, seq=42, t_capture=1_700_000_000_000_000_000,
-        t_publish=1_700_000_000_001_000_000, encoding="jpeg", shape=(480, 640, 3),
-        dtype="uint8", pixfmt="bgr24", meta={"location": "gate"},
+        stream="site1/cam1",
+        session=123456789,
+        seq=42,
+        t_capture=1_700_000_000_000_000_000,
+        t_publish=1_700_000_000_001_000_000,
+        encoding="jpeg",
+        shape=(480, 640, 3),
+        dtype="uint8",
+        pixfmt="bgr24",
+        meta={"location": "gate"},
     )
     fields.update(overrides)
     return FrameHeader(**fields)
@@ -49,8 +56,7 @@ def test_header_without_meta_omits_it():
 
 @pytest.mark.parametrize(
     ("pattern", "prefix"),
-    [("cam1", b"cam1\x00"), ("site1/", b"site1/"), ("site1/*", b"site1/"), ("*", b""),
-     ("", b"")],
+    [("cam1", b"cam1\x00"), ("site1/", b"site1/"), ("site1/*", b"site1/"), ("*", b""), ("", b"")],
 )
 def test_subscription_for_patterns(pattern, prefix):
     assert protocol.subscription_for(pattern) == prefix
@@ -146,8 +152,16 @@ def test_protocol_error_carries_data():
 
 
 def test_result_round_trip_and_age():
-    r = ResultMessage(consumer="c1", stream="cam1", session=9, seq=3, t_capture=1_000,
-                      t_start=41_000_000, duration_ns=5_000, result={"mean": 12.5, "boxes": []})
+    r = ResultMessage(
+        consumer="c1",
+        stream="cam1",
+        session=9,
+        seq=3,
+        t_capture=1_000,
+        t_start=41_000_000,
+        duration_ns=5_000,
+        result={"mean": 12.5, "boxes": []},
+    )
     back = protocol.decode_result(protocol.encode_result(r))
     assert back == r
     assert back.age_ns == 41_000_000 - 1_000
@@ -155,16 +169,39 @@ def test_result_round_trip_and_age():
 
 def test_result_encodes_numpy_values():
     np = pytest.importorskip("numpy")
-    r = ResultMessage(consumer="c", stream="s", session=1, seq=1, t_capture=1, t_start=2,
-                      duration_ns=1, result={"m": np.float32(1.5), "a": np.arange(3)})
+    r = ResultMessage(
+        consumer="c",
+        stream="s",
+        session=1,
+        seq=1,
+        t_capture=1,
+        t_start=2,
+        duration_ns=1,
+        result={"m": np.float32(1.5), "a": np.arange(3)},
+    )
     assert protocol.decode_result(protocol.encode_result(r)).result == {"m": 1.5, "a": [0, 1, 2]}
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"v": [1, 0], "consumer": "c"}),
-     msgpack.packb({"v": [1, 0], "consumer": "c", "stream": "s", "session": 1, "seq": 1,
-                    "t_capture": 1, "t_start": 1, "duration_ns": 1, "result": "text"})],
+    [
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"v": [1, 0], "consumer": "c"}),
+        msgpack.packb(
+            {
+                "v": [1, 0],
+                "consumer": "c",
+                "stream": "s",
+                "session": 1,
+                "seq": 1,
+                "t_capture": 1,
+                "t_start": 1,
+                "duration_ns": 1,
+                "result": "text",
+            }
+        ),
+    ],
 )
 def test_bad_results_raise_protocol_error(data):
     with pytest.raises(ProtocolError):
@@ -193,8 +230,16 @@ def test_spec_example_matches_the_encoder():
     spec = (pathlib.Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
     dump = spec.split("Example: the complete message", 1)[1].split("```")[1]
     data = bytes.fromhex(" ".join(re.findall(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} ?)+)", dump, re.M)))
-    h = FrameHeader(stream="cam1", session=7, seq=0, t_capture=1_700_000_000_000_000_000,
-                    t_publish=1_700_000_000_001_000_000, encoding="raw", shape=(2, 2),
-                    dtype="uint8", pixfmt="gray8")
+    h = FrameHeader(
+        stream="cam1",
+        session=7,
+        seq=0,
+        t_capture=1_700_000_000_000_000_000,
+        t_publish=1_700_000_000_001_000_000,
+        encoding="raw",
+        shape=(2, 2),
+        dtype="uint8",
+        pixfmt="gray8",
+    )
     assert data == protocol.encode_frame(h, bytes([0, 64, 128, 255]))
     assert protocol.decode_frame(data).header == h
