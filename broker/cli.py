@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any, TextIO
 
 from broker.config import (
@@ -19,7 +17,7 @@ from broker.config import (
 )
 from broker.service import Broker
 from framebroker import control
-from framebroker.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Command
+from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
@@ -34,6 +32,7 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.signals import StopOnSignals
 
 # --- framebroker broker ------------------------------------------------------------------
 
@@ -121,21 +120,13 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
 
 def run_broker(args: argparse.Namespace) -> int:
     broker = Broker(broker_config(args))
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        broker.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        broker.start()
-        broker.run()
-    finally:
-        broker.close()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK
+    with StopOnSignals(broker.stop) as signals:
+        try:
+            broker.start()
+            broker.run()
+        finally:
+            broker.close()
+    return signals.exit_code
 
 
 BROKER = Command(

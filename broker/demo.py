@@ -19,7 +19,6 @@ from typing import TextIO
 
 from broker.demo_cluster import Child, ChildSpec, Cluster
 from broker.demo_progress import LiveView, Sampler, Snapshot, StreamRow, render_summary
-from broker.sink_cli import stop_on_signals
 from broker.store import SQLiteStore
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
@@ -28,6 +27,7 @@ from framebroker.config import (
     parse_positive,
 )
 from framebroker.errors import ConfigError, StoreError, TransportError
+from framebroker.signals import StopOnSignals
 
 PROCESSORS = ("stats", "motion", "qr", "faces")
 DEFAULT_DB = "framebroker-demo.sqlite"
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         log_dir=args.log_dir,
     )
     demo = Demo(config)
-    with stop_on_signals(demo.stop):
+    with StopOnSignals(demo.stop, escalate=False):
         return demo.run()
 
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 from broker.sink import DEFAULT_DB, Sink, SinkConfig
 from broker.sink_results import follow, show
@@ -23,23 +19,7 @@ from framebroker.config import (
     parse_endpoint,
     parse_positive,
 )
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """Call ``stop`` on SIGINT/SIGTERM instead of dying mid-write; restore on exit."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+from framebroker.signals import StopOnSignals
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +68,11 @@ def run_sink(args: argparse.Namespace) -> int:
     sink = Sink(config)
     sink.start()
     try:
-        with stop_on_signals(sink.stop):
+        with StopOnSignals(sink.stop) as signals:
             sink.run()
     finally:
         sink.close()
-    return EXIT_OK
+    return signals.exit_code
 
 
 SINK = Command(
@@ -150,7 +130,7 @@ def run_results(args: argparse.Namespace) -> int:
             as_json=args.json,
         )
         if args.follow:
-            with stop_on_signals(lambda: stopping.append(True)):
+            with StopOnSignals(lambda: stopping.append(True)):
                 follow(
                     store,
                     _print,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from consumers.config import ConsumerConfig, default_name, parse_patterns
@@ -13,7 +11,7 @@ from consumers.processors import BUILTINS, load_processor
 from consumers.results import print_json_line
 from consumers.runtime import Consumer
 from consumers.workers import WorkerPool
-from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
+from framebroker.cli import EXIT_ERROR, Command
 from framebroker.config import (
     add_broker_options,
     add_option,
@@ -22,6 +20,7 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.signals import StopOnSignals
 
 
 class _AppendPatterns(argparse.Action):
@@ -119,25 +118,13 @@ def run(args: argparse.Namespace) -> int:
     if config.workers == 1:
         on_result = print_json_line if args.print else None
         consumer = Consumer(config, processor, on_result=on_result)
-        with stop_on_signals(consumer.close):
+        with StopOnSignals(consumer.close) as signals:
             consumer.run()
-        return EXIT_OK
+        return signals.exit_code
     pool = WorkerPool(config, args.processor, print_results=args.print)
-    with stop_on_signals(pool.close):
+    with StopOnSignals(pool.close) as signals:
         pool.run()
-    return EXIT_OK if all(code == 0 for code in pool.exitcodes) else EXIT_ERROR
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """Call ``stop`` on SIGINT or SIGTERM while inside the block; then restore handlers."""
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda *_: stop()) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return signals.exit_code if all(code == 0 for code in pool.exitcodes) else EXIT_ERROR
 
 
 CONSUME = Command(

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 
-from framebroker.cli import EXIT_INTERRUPTED, EXIT_OK, Command
+from framebroker.cli import Command
 from framebroker.config import (
     add_broker_options,
     add_option,
@@ -25,6 +21,7 @@ from framebroker.config import (
 )
 from framebroker.errors import ConfigError
 from framebroker.protocol import ENCODINGS
+from framebroker.signals import StopOnSignals
 from producers.config import ProducerConfig, parse_meta_item, parse_meta_list
 from producers.producer import Producer
 from producers.spec import default_stream_name
@@ -172,21 +169,12 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     quiet_opencv()
     producer = Producer(config)
-    interrupted = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGINT:
-            if interrupted.is_set():
-                raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
-            interrupted.set()
-        producer.close()
-
-    with _handling_signals(on_signal):
+    with StopOnSignals(producer.close) as signals:
         try:
             producer.run()
         finally:
             producer.close()
-    return EXIT_INTERRUPTED if interrupted.is_set() else EXIT_OK
+    return signals.exit_code
 
 
 def quiet_opencv() -> None:
@@ -196,20 +184,6 @@ def quiet_opencv() -> None:
     """
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-@contextmanager
-def _handling_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM call ``handler`` (main thread only), restored afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 PRODUCE = Command(
