@@ -9,7 +9,8 @@ which must be non-blocking and safe in a signal handler; ``run`` then returns af
 finishing what it holds (flushing, releasing sockets). A second Ctrl-C raises
 KeyboardInterrupt for a user who will not wait (unless ``escalate=False``: a supervisor
 that must always reach its own clean-up, like the demo stopping its children).
-``exit_code`` is 130 after Ctrl-C and 0 otherwise. Outside the main thread (tests running a command in a thread) it does nothing.
+``exit_code`` is 130 after Ctrl-C and 0 otherwise. Outside the main thread (tests
+running a command in a thread) it does nothing.
 """
 
 from __future__ import annotations
