@@ -36,6 +36,7 @@ VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 TOPIC_END = b"\x00"
 MAX_STREAM_ID_BYTES = 200
 MAX_HEADER_BYTES = 64 * 1024
+MAX_DIMENSION = (1 << 20) - 1  # largest height, width or channel count in a shape
 _HLEN = struct.Struct(">I")
 _PREAMBLE = 1 + _HLEN.size  # major byte + header length
 
@@ -136,7 +137,7 @@ class FrameHeader:
         except KeyError as exc:
             raise ProtocolError(f"frame header lacks required key {exc.args[0]!r}") from None
         if not (2 <= len(header.shape) <= 3) or not all(
-            isinstance(d, int) and 0 < d < 1 << 20 for d in header.shape
+            _is_uint(d) and 0 < d <= MAX_DIMENSION for d in header.shape
         ):
             raise ProtocolError(f"frame header has invalid shape {shape!r}")
         validate_stream_id(header.stream)
@@ -310,6 +311,8 @@ def decode_reply(data: bytes | memoryview) -> dict[str, Any]:
     if not isinstance(m, dict) or not isinstance(m.get("ok"), bool):
         raise ProtocolError("control reply is not a map with a boolean 'ok'", data)
     _version(m.get("v"))
+    if m["ok"] is False and not isinstance(m.get("error"), str):
+        raise ProtocolError("control error reply has no 'error' string", data)
     return m
 
 
@@ -324,7 +327,7 @@ def _unpack(data: bytes | memoryview) -> Any:
 
 
 def _version(v: Any) -> tuple[int, int]:
-    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+    if not (isinstance(v, list) and len(v) == 2 and all(_is_uint(x) for x in v)):
         raise ProtocolError(f"missing or malformed protocol version 'v': {v!r}")
     if v[0] != PROTOCOL_MAJOR:
         raise VersionError(
@@ -341,9 +344,14 @@ def _str(m: dict[str, Any], key: str) -> str:
     return value
 
 
+def _is_uint(value: Any) -> bool:
+    """A msgpack integer >= 0 (msgpack booleans decode to bool, a subclass of int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _uint(m: dict[str, Any], key: str) -> int:
     value = m[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not _is_uint(value):
         raise ProtocolError(f"field {key!r} must be a non-negative integer, got {value!r}")
     return value
 

@@ -1,0 +1,260 @@
+#!/usr/bin/env node
+// fbclient.mjs: a framebroker client on Node.js (zeromq + @msgpack/msgpack), from docs/protocol.md.
+//
+//   node fbclient.mjs subscribe --stream ID [--broker HOST] [--name NAME] [--count N]
+//   node fbclient.mjs streams [--broker HOST] [--json]
+//   node fbclient.mjs vectors DIR
+//
+// Same behaviour and output as examples/c/fbclient (see its header comment).
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+
+import * as zmq from "zeromq";
+
+import {
+  ProtocolError,
+  canonical,
+  decodeFrame,
+  decodeReply,
+  decodeRequest,
+  decodeResult,
+  encodeRequest,
+  encodeResult,
+  frameView,
+  payloadCheck,
+  toPlain,
+} from "./protocol.mjs";
+
+const USAGE = `usage: node fbclient.mjs subscribe --stream ID [--name NAME] [--count N] [--timeout SECONDS]
+                                   [--broker HOST | --publish EP --results EP]
+       node fbclient.mjs streams [--broker HOST | --control EP] [--json] [--timeout SECONDS]
+       node fbclient.mjs vectors DIR
+endpoints default to tcp://127.0.0.1:5556 (publish), :5557 (results), :5558 (control)`;
+
+function parseOptions(args) {
+  const o = {
+    stream: null,
+    publish: "tcp://127.0.0.1:5556",
+    results: "tcp://127.0.0.1:5557",
+    control: "tcp://127.0.0.1:5558",
+    name: "js-client",
+    count: 0,
+    timeout: 10,
+    json: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i];
+    if (flag === "--json") {
+      o.json = true;
+      continue;
+    }
+    const value = args[++i];
+    if (flag === "--broker" && value !== undefined) {
+      // every port on one host, default port numbers
+      [o.publish, o.results, o.control] = [5556, 5557, 5558].map((p) => `tcp://${value}:${p}`);
+      continue;
+    }
+    const key = flag.replace(/^--/, "");
+    if (value === undefined || !(key in o)) throw new Error(USAGE);
+    o[key] = ["count", "timeout"].includes(key) ? Number(value) : value;
+  }
+  return o;
+}
+
+const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+
+// --- subscribe ------------------------------------------------------------------------------
+
+async function subscribe(o) {
+  if (!o.stream) throw new Error(USAGE);
+  // Options in the constructor are set before connect: CONFLATE keeps the newest whole frame.
+  const sub = new zmq.Subscriber({ conflate: true, linger: 0, receiveTimeout: o.timeout * 1000 });
+  const push = new zmq.Push({ linger: 2000, sendTimeout: 0 }); // never block on a dead sink
+  sub.connect(o.publish);
+  push.connect(o.results);
+  sub.subscribe(Buffer.from(`${o.stream}\0`)); // "ID\0": exactly this stream
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    sub.close();
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+
+  const n = { decoded: 0, malformed: 0, duplicates: 0, badPayload: 0, sent: 0, unsent: 0 };
+  let last = null;
+  let status = 0;
+  while (!stopping && (o.count <= 0 || n.decoded < o.count)) {
+    let msg;
+    try {
+      [msg] = await sub.receive();
+    } catch (err) {
+      if (!stopping) {
+        const what = err.code === "EAGAIN" ? `no frame of ${o.stream} within ${o.timeout}s` : err;
+        console.error(`fbclient.mjs: ${what}`);
+        status = 1;
+      }
+      break;
+    }
+    const tStart = nowNs();
+    const began = process.hrtime.bigint();
+    let frame;
+    try {
+      frame = decodeFrame(msg);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      n.malformed++;
+      console.error(`fbclient.mjs: dropped a malformed frame message (${err.kind}, ${msg.length} bytes)`);
+      continue;
+    }
+    const h = frame.header;
+    if (last && h.session === last.session && h.seq <= last.seq) {
+      n.duplicates++; // the broker's newest-frame re-send, seen twice
+      continue;
+    }
+    last = { session: h.session, seq: h.seq };
+    const check = payloadCheck(frame);
+    if (check === "ok") n.decoded++;
+    else {
+      n.badPayload++;
+      console.error(`fbclient.mjs: seq ${h.seq}: payload check failed (${check})`);
+    }
+    const result = {
+      client: "js",
+      payload_bytes: frame.payload.length,
+      payload_check: check,
+      shape: h.shape,
+    };
+    const message = encodeResult({
+      consumer: o.name,
+      stream: h.stream,
+      session: h.session,
+      seq: h.seq,
+      t_capture: h.t_capture,
+      t_start: tStart,
+      duration_ns: process.hrtime.bigint() - began,
+      result,
+    });
+    try {
+      await push.send(message);
+      n.sent++;
+    } catch {
+      n.unsent++;
+    }
+    const ageMs = Number(tStart - h.t_capture) / 1e6;
+    console.log(
+      `{"stream":"${h.stream}","session":${h.session},"seq":${h.seq},"encoding":"${h.encoding}",` +
+        `"shape":[${h.shape.join(",")}],"payload_bytes":${frame.payload.length},` +
+        `"payload_check":"${check}","age_ms":${ageMs.toFixed(3)}}`,
+    );
+  }
+  console.error(
+    `fbclient.mjs: ${n.decoded} frames decoded, ${n.malformed} malformed, ${n.duplicates} duplicates, ` +
+      `${n.badPayload} bad payloads; ${n.sent} results sent, ${n.unsent} not sent`,
+  );
+  if (!sub.closed) sub.close();
+  push.close();
+  return status;
+}
+
+// --- streams (control) ------------------------------------------------------------------------
+
+async function streams(o) {
+  const req = new zmq.Request({ linger: 0, receiveTimeout: o.timeout * 1000 });
+  req.connect(o.control);
+  try {
+    await req.send(encodeRequest("streams"));
+    let msg;
+    try {
+      [msg] = await req.receive();
+    } catch (err) {
+      if (err.code !== "EAGAIN") throw err;
+      console.error(`fbclient.mjs: no reply from ${o.control} within ${o.timeout}s (is the broker running?)`);
+      return 1;
+    }
+    const reply = decodeReply(msg);
+    if (!reply.ok) {
+      console.error(`fbclient.mjs: broker error: ${reply.error}`);
+      return 1;
+    }
+    if (!Array.isArray(reply.streams)) {
+      console.error("fbclient.mjs: reply has no streams array");
+      return 1;
+    }
+    if (o.json) {
+      console.log(canonical(reply));
+      return 0;
+    }
+    const pad = (text, width) => String(text).padEnd(width);
+    console.log(`${pad("STREAM", 24)} ${pad("STATE", 6)} ${pad("ENC", 5)} ${pad("SHAPE", 14)} SEQ FPS AGE_S`);
+    for (const s of reply.streams.map(toPlain)) {
+      const shape = Array.isArray(s.shape) ? s.shape.join("x") : "?";
+      console.log(
+        `${pad(s.stream, 24)} ${pad(s.state, 6)} ${pad(s.encoding, 5)} ${pad(shape, 14)} ` +
+          `${s.seq} ${Number(s.fps).toFixed(1)} ${Number(s.age_s).toFixed(2)}`,
+      );
+    }
+    return 0;
+  } finally {
+    req.close();
+  }
+}
+
+// --- vectors --------------------------------------------------------------------------------------
+
+const DECODERS = {
+  frame: (buf) => frameView(decodeFrame(buf)),
+  result: decodeResult,
+  request: decodeRequest,
+  reply: decodeReply,
+};
+
+function outcome(name, buf) {
+  const decode = DECODERS[name.split("-", 1)[0]];
+  try {
+    return `{"decoded":${canonical(decode(buf))}}`;
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    return `{"error":"${err.kind}"}`;
+  }
+}
+
+function vectors(dir) {
+  const names = readdirSync(dir)
+    .filter((f) => f.endsWith(".bin"))
+    .map((f) => f.slice(0, -4))
+    .sort();
+  let passed = 0;
+  let failed = 0;
+  for (const name of names) {
+    const got = outcome(name, readFileSync(join(dir, `${name}.bin`)));
+    const want = readFileSync(join(dir, `${name}.json`), "utf8").replace(/\r?\n$/, "");
+    if (got === want) passed++;
+    else {
+      failed++;
+      console.log(`FAIL ${name}\n  got:  ${got}\n  want: ${want}`);
+    }
+  }
+  console.log(`vectors: ${passed} passed, ${failed} failed`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+async function main(argv) {
+  const [command, ...rest] = argv;
+  if (command === "vectors" && rest.length === 1) return vectors(rest[0]);
+  if (command === "subscribe") return subscribe(parseOptions(rest));
+  if (command === "streams") return streams(parseOptions(rest));
+  console.error(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(err.message === USAGE ? USAGE : err);
+    process.exitCode = 2;
+  },
+);
