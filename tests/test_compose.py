@@ -1,9 +1,17 @@
-"""compose.yaml is a valid Compose file and every service's command is one our CLI takes."""
+"""compose.yaml, the Dockerfile and .dockerignore, checked without Docker: a valid Compose
+file whose services our CLI understands, wired for `docker compose up --scale`, and an image
+that installs every package and asks its services for their health."""
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import re
+import subprocess
+import sys
+import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,7 +19,7 @@ import yaml
 
 from framebroker.cli import load_commands, make_argument_parser
 from framebroker.config import ENV_PREFIX, env_name
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_for
 
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -28,7 +36,7 @@ def test_compose_file_matches_the_compose_spec():
 @pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
 def test_service_command_and_environment_are_understood(name, monkeypatch):
     service = COMPOSE["services"][name]
-    env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    env = {k: interpolate(str(v)) for k, v in (service.get("environment") or {}).items()}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     parser = make_argument_parser(load_commands())
@@ -45,3 +53,194 @@ def test_dockerfile_copies_every_package():
     for package in ("framebroker", "broker", "producers", "consumers"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(ROOT / "pyproject.toml").exists()
+
+
+# --- compose.yaml: what `docker compose up` and `--scale` need ------------------------------
+
+DEFAULT_SERVICES = {n: s for n, s in COMPOSE["services"].items() if not s.get("profiles")}
+ROLE = {n: s["command"][0] for n, s in COMPOSE["services"].items()}
+CENTRAL_PORTS = {"broker": {5555, 5556, 5558}, "sink": {5557}}
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` with no variable set: the default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_every_service_is_configured_by_environment_alone():
+    for name, service in COMPOSE["services"].items():
+        assert service["command"] == [ROLE[name]], f"{name}: flags belong in environment"
+        assert service["init"] is True, name
+        assert service["image"] == "framebroker:local", name
+        assert service["pull_policy"] == "never", f"{name}: the image is built here, not pulled"
+    builders = [n for n, s in COMPOSE["services"].items() if "build" in s]
+    assert builders == ["broker"], "one service builds the shared image (once, not per service)"
+
+
+def test_services_reach_each_other_by_service_name():
+    names = set(COMPOSE["services"])
+    for name, service in COMPOSE["services"].items():
+        env = service.get("environment") or {}
+        if ROLE[name] in ("produce", "consume"):
+            assert env["FRAMEBROKER_BROKER"] == "broker", name
+        if ROLE[name] == "consume":
+            host = re.fullmatch(r"tcp://([\w-]+):5557", env["FRAMEBROKER_RESULTS"])
+            assert host and host.group(1) in names, name
+
+
+def test_dependents_wait_for_healthy_services():
+    for name, service in COMPOSE["services"].items():
+        assert service["healthcheck"]["test"][0] == "CMD", name
+        if ROLE[name] in ("broker", "sink"):
+            assert "depends_on" not in service, name
+            continue
+        needs = {"broker"} | ({"sink"} if ROLE[name] == "consume" else set())
+        depends = service["depends_on"]
+        assert set(depends) == needs, name
+        assert all(d["condition"] == "service_healthy" for d in depends.values()), name
+
+
+def test_only_central_services_publish_ports_and_hosts_ports_are_variables():
+    published = {}
+    for name, service in COMPOSE["services"].items():
+        assert "container_name" not in service, f"{name}: --scale needs generated names"
+        for mapping in service.get("ports", []):
+            host, container = str(mapping).rsplit(":", 1)
+            assert re.fullmatch(r"\$\{FRAMEBROKER_[A-Z]+_PORT:-\d+\}", host), mapping
+            assert interpolate(host) == container, mapping
+            published.setdefault(name, set()).add(int(container))
+    assert published == CENTRAL_PORTS
+
+
+def test_default_services_are_a_whole_cluster():
+    roles = Counter(ROLE[n] for n in DEFAULT_SERVICES)
+    assert roles["broker"] == roles["sink"] == 1
+    assert roles["produce"] >= 2 and roles["consume"] >= 3
+    sources = [
+        s["environment"]["FRAMEBROKER_SOURCE"]
+        for n, s in DEFAULT_SERVICES.items()
+        if ROLE[n] == "produce"
+    ]
+    assert any(s.startswith("test:") for s in sources)
+    assert any(s.endswith(".avi") for s in sources), "the sample video made in the image"
+    processors = {
+        s["environment"]["FRAMEBROKER_PROCESSOR"]
+        for s in DEFAULT_SERVICES.values()
+        if "FRAMEBROKER_PROCESSOR" in s.get("environment", {})
+    }
+    assert {"stats", "motion", "faces"} <= processors
+    assert COMPOSE["services"]["sink"]["volumes"] == ["results:/data"]
+    assert "results" in COMPOSE["volumes"]
+
+
+def test_own_camera_template_takes_its_url_from_the_environment():
+    camera = COMPOSE["services"]["camera"]
+    assert camera["profiles"] == ["camera"]
+    assert camera["environment"]["FRAMEBROKER_SOURCE"].startswith("${CAMERA_URL:-rtsp://")
+
+
+# --- the image ------------------------------------------------------------------------------
+
+
+def test_pip_install_packages_every_python_package():
+    """A package missing from [tool.setuptools] works in the editable .venv, not in the image."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for root in ("framebroker", "broker", "producers", "consumers")
+        for p in (ROOT / root).rglob("__init__.py")
+    }
+    assert found <= listed
+
+
+def test_dockerfile_runs_as_a_user_with_a_healthcheck():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
+    assert re.search(r"^USER framebroker$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n? *CMD \[\"framebroker-healthcheck\"\]", dockerfile, re.M)
+    assert "pip install" in dockerfile and 'ENTRYPOINT ["framebroker"]' in dockerfile
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule for one path: the last matching pattern wins; a pattern matching a
+    directory matches everything under it."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        variants = [pattern, pattern[3:]] if pattern.startswith("**/") else [pattern]
+        if any(fnmatch.fnmatchcase(p, v) for p in prefixes for v in variants):
+            ignored = not negate
+    return ignored
+
+
+def test_build_context_is_only_what_the_image_needs():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [
+        src
+        for args in re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.M)
+        for src in args.split()[:-1]
+    ]
+    assert sources and not [s for s in sources if dockerignored(s, patterns)]
+    assert not dockerignored("consumers/processors/faces.py", patterns)
+    for unwanted in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "benchmarks/run.py",
+        "examples/js/node_modules/zeromq/package.json",
+        "framebroker/__pycache__/cli.cpython-311.pyc",
+        "results.sqlite",
+        "framebroker.egg-info/PKG-INFO",
+    ):
+        assert dockerignored(unwanted, patterns), unwanted
+
+
+# --- the image's health check (docker/healthcheck.py), run here against real services ------
+
+HEALTHCHECK = ROOT / "docker" / "healthcheck.py"
+
+
+def healthcheck(role: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK), role],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
+@pytest.mark.slow
+def test_healthcheck_asks_each_service_whether_it_works(cli, tmp_path):
+    ports = {name: free_port() for name in ("ingest", "publish", "results", "control")}
+    ep = {name: f"tcp://127.0.0.1:{port}" for name, port in ports.items()}
+    db = str(tmp_path / "results.sqlite")
+    central = {"FRAMEBROKER_CONTROL": ep["control"], "FRAMEBROKER_RESULTS": ep["results"]}
+    producer = {"FRAMEBROKER_STREAM": "hc/cam", **central}
+    consumer = {"FRAMEBROKER_PUBLISH": ep["publish"], "FRAMEBROKER_RESULTS": ep["results"]}
+    sink = {"FRAMEBROKER_RESULTS": ep["results"], "FRAMEBROKER_DB": db}
+
+    for role, env in (("broker", central), ("sink", sink), ("produce", producer)):
+        assert healthcheck(role, env).returncode == 1, f"{role} healthy with nothing running"
+
+    cli.start("broker", *(f"--{n}={ep[n]}" for n in ("ingest", "publish", "control")))
+    cli.start("sink", "--results", ep["results"], "--db", db)
+    wait_for(lambda: healthcheck("broker", central).returncode == 0, timeout=30)
+    wait_for(lambda: healthcheck("sink", sink).returncode == 0, timeout=30)
+    not_yet = healthcheck("produce", producer)
+    assert not_yet.returncode == 1 and "'hc/cam' as unknown" in not_yet.stdout
+
+    cli.start("produce", "test:160x120@10", "--stream", "hc/cam", "--ingest", ep["ingest"])
+    wait_for(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
+    assert healthcheck("consume", consumer).returncode == 1, "no consumer connected yet"
+    consume = cli.start("consume", "stats", "--publish", ep["publish"], "--results", ep["results"])
+    wait_for(lambda: healthcheck("consume", consumer).returncode == 0, timeout=30)
+    cli.stop(consume)
+    assert healthcheck("unknown-role", {}).returncode == 1
