@@ -1,10 +1,13 @@
 """The stream registry: what the broker knows about every stream, and its newest frame.
 
-Pure bookkeeping (no sockets): the broker calls :meth:`StreamRegistry.observe` for every
-valid frame (O(1): a dict lookup and a few attribute updates), :meth:`expire` now and
-then, :meth:`matching` when a subscription arrives and :meth:`snapshot` for the control
-port. Times are ``time.monotonic_ns()`` values; wall-clock times for reports are derived
-from them when a snapshot is taken, so a clock jump never distorts ages or rates.
+Pure bookkeeping (no sockets). For every valid frame the broker calls either
+:meth:`StreamRegistry.observe` with a fully decoded header (a new stream, a new session,
+or a periodic full check: see :meth:`StreamRegistry.needs_check`) or :meth:`touch` with
+the entry found by :meth:`lookup` and the frame's seq (the per-message fast path: a few
+attribute updates). It calls :meth:`expire` now and then, :meth:`matching` when a
+subscription arrives and :meth:`snapshot` for the control port. Times are
+``time.monotonic_ns()`` values; wall-clock times for reports are derived from them when a
+snapshot is taken, so a clock jump never distorts ages or rates.
 
 A stream is *live* while its newest frame is at most ``stale_after`` seconds old, else
 *stale*. A stale stream's cached frame is released and no longer sent to new subscribers;
@@ -24,6 +27,7 @@ from framebroker.protocol import FrameHeader, topic_for
 log = logging.getLogger("framebroker.broker")
 
 FPS_WINDOW_NS = 1_000_000_000  # rates are measured over windows of about a second
+RECHECK_NS = 1_000_000_000  # a stream's headers are fully decoded at least this often
 _NS = 1_000_000_000
 
 
@@ -33,12 +37,15 @@ class StreamEntry:
     __slots__ = (
         "bytes",
         "cached",
+        "check_at",
         "first_seen",
         "fps",
         "frames",
         "header",
         "last_seen",
         "live",
+        "seq",
+        "session",
         "sessions",
         "stream",
         "topic",
@@ -49,7 +56,10 @@ class StreamEntry:
     def __init__(self, header: FrameHeader, now: int) -> None:
         self.stream = header.stream
         self.topic = topic_for(header.stream)
-        self.header = header
+        self.header = header  # the newest fully decoded header
+        self.session = header.session
+        self.seq = header.seq  # of the newest frame (fast path included)
+        self.check_at = now + RECHECK_NS  # when the next full decode is due
         self.frames = 0
         self.bytes = 0
         self.sessions = 1
@@ -109,6 +119,7 @@ class StreamRegistry:
         self._stale_ns = int(stale_after * _NS)
         self._forget_ns = int(forget_after * _NS)
         self._entries: dict[str, StreamEntry] = {}
+        self._by_topic: dict[bytes, StreamEntry] = {}  # topic without its terminator
         self.forgotten = 0
 
     def __len__(self) -> int:
@@ -117,11 +128,49 @@ class StreamRegistry:
     def __contains__(self, stream: object) -> bool:
         return stream in self._entries
 
+    def lookup(self, topic: bytes) -> StreamEntry | None:
+        """The stream whose topic (without terminator) is ``topic``, if known."""
+        return self._by_topic.get(topic)
+
+    @staticmethod
+    def needs_check(entry: StreamEntry | None, header: dict[str, Any], now: int) -> bool:
+        """Whether a frame, already through ``peek_frame``, must be fully decoded.
+
+        Yes for a new stream, a header whose ``stream`` or ``session`` differs from the
+        stream's last fully decoded one (a restarted producer, or a bad header), a ``seq``
+        that is not an integer, and once per ``RECHECK_NS`` per stream in any case.
+        """
+        return (
+            entry is None
+            or now >= entry.check_at
+            or header.get("session") != entry.session
+            or header.get("stream") != entry.stream
+            or type(header.get("seq")) is not int
+        )
+
+    def touch(self, entry: StreamEntry, seq: int, size: int, now: int, message: Any) -> None:
+        """Record one frame of a stream whose header passed the cheap checks (hot path)."""
+        if not entry.live:
+            entry.live = True
+            log.info("stream %s is live again", entry.stream)
+        entry.seq = seq
+        entry.frames += 1
+        entry.bytes += size
+        entry.last_seen = now
+        entry.cached = message
+        if now - entry.win_start >= FPS_WINDOW_NS:
+            entry.fps = (entry.win_frames + 1) * _NS / (now - entry.win_start)
+            entry.win_start = now
+            entry.win_frames = 0
+        else:
+            entry.win_frames += 1
+
     def observe(self, header: FrameHeader, size: int, now: int, message: Any) -> StreamEntry:
-        """Record one valid frame of ``size`` bytes; ``message`` becomes the cached frame."""
+        """Record one fully decoded frame of ``size`` bytes; ``message`` is cached as newest."""
         entry = self._entries.get(header.stream)
         if entry is None:
             entry = self._entries[header.stream] = StreamEntry(header, now)
+            self._by_topic[entry.topic[:-1]] = entry
             log.info(
                 "new stream %s: %s %s %s (session %x)",
                 header.stream,
@@ -130,24 +179,13 @@ class StreamRegistry:
                 header.pixfmt,
                 header.session,
             )
-        elif header.session != entry.header.session:
+        elif header.session != entry.session:
             entry.sessions += 1
             log.info("stream %s: producer restarted (session %x)", entry.stream, header.session)
-        if not entry.live:
-            entry.live = True
-            log.info("stream %s is live again", entry.stream)
         entry.header = header
-        entry.frames += 1
-        entry.bytes += size
-        entry.last_seen = now
-        entry.cached = message
-        elapsed = now - entry.win_start
-        if elapsed >= FPS_WINDOW_NS:
-            entry.fps = (entry.win_frames + 1) * _NS / elapsed
-            entry.win_start = now
-            entry.win_frames = 0
-        else:
-            entry.win_frames += 1
+        entry.session = header.session
+        entry.check_at = now + RECHECK_NS
+        self.touch(entry, header.seq, size, now, message)
         return entry
 
     def is_live(self, entry: StreamEntry, now: int) -> bool:
@@ -173,6 +211,7 @@ class StreamRegistry:
                 log.info("stream %s is stale: no frame for %.1fs", entry.stream, idle / _NS)
             if self._forget_ns and idle > self._forget_ns:
                 del self._entries[entry.stream]
+                del self._by_topic[entry.topic[:-1]]
                 self.forgotten += 1
                 log.info("forgot stream %s: no frame for %.0fs", entry.stream, idle / _NS)
 
@@ -200,8 +239,8 @@ class StreamRegistry:
             shape=h.shape,
             dtype=h.dtype,
             pixfmt=h.pixfmt,
-            session=h.session,
-            seq=h.seq,
+            session=entry.session,
+            seq=entry.seq,
             sessions=entry.sessions,
             frames=entry.frames,
             bytes=entry.bytes,

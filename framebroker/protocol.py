@@ -183,6 +183,42 @@ def split_topic(data: bytes | memoryview) -> tuple[bytes, int]:
     return head[:end], end + 1
 
 
+def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any]]:
+    """The cheap structural check: (topic, header map), raising ProtocolError like decode_frame.
+
+    Checks the topic terminator, the major version byte, the header length and that the
+    header is a msgpack map; the map's fields are NOT validated (no FrameHeader is built,
+    no topic/stream comparison). About a quarter of :func:`decode_frame`'s cost: the broker
+    runs it on every message and :func:`decode_frame` only when a stream needs a full check.
+    """
+    view = memoryview(data)
+    topic, offset = split_topic(view)
+    if len(view) < offset + _PREAMBLE:
+        raise ProtocolError("frame message truncated before its header", view, kind="truncated")
+    major = view[offset]
+    if major != PROTOCOL_MAJOR:
+        raise VersionError(
+            f"frame message has protocol major version {major}; this build speaks "
+            f"{PROTOCOL_MAJOR} (upgrade framebroker to read it)",
+            view,
+        )
+    (hlen,) = _HLEN.unpack_from(view, offset + 1)
+    start = offset + _PREAMBLE
+    if hlen > MAX_HEADER_BYTES or start + hlen > len(view):
+        raise ProtocolError(
+            f"frame header length {hlen} exceeds the message", view, kind="truncated"
+        )
+    try:
+        header = msgpack.unpackb(view[start : start + hlen], raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise ProtocolError(f"invalid msgpack: {exc}", view, kind="header") from None
+    if type(header) is not dict:
+        raise ProtocolError(
+            f"frame header is a {type(header).__name__}, not a map", view, kind="header"
+        )
+    return topic, header
+
+
 def decode_frame(data: bytes | memoryview) -> FrameMessage:
     """Decode one frame message; raise ProtocolError on anything malformed."""
     view = memoryview(data)

@@ -272,6 +272,29 @@ def test_malformed_messages_are_counted_dropped_and_broker_keeps_forwarding(brok
     assert newest_seq(broker, "cam1") == 1000
 
 
+def test_known_stream_frames_with_bad_stream_session_or_seq_get_the_full_check(broker, ctx):
+    """The per-message fast path hands anything unusual to the full decode."""
+    sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
+    pub = ctx(zmq.PUB, broker.ingest_endpoint)
+    wait_until(lambda: broker.stats().subscriptions >= 1, what="subscription")
+    publish_until_seen(broker, pub, "cam1")
+    recv_frames(sub, 100)
+    good = header("cam1", 2000).to_map()
+    bad = {
+        "header": {**good, "seq": "2001"},  # same session, seq not an integer
+        "topic_mismatch": {**good, "stream": "cam2"},  # same session, another stream
+    }
+    for data in bad.values():
+        pub.send(raw_message(b"cam1", 1, data))
+    restarted = frame("cam1", 0, session=8)  # a restarted producer: accepted, counted
+    pub.send(restarted)
+    wait_until(lambda: [i.session for i in broker.streams()] == [8], what="the restarted session")
+    assert broker.stats().malformed_by_kind == dict.fromkeys(bad, 1)
+    assert [d for d in recv_frames(sub) if d != restarted] == []
+    (info,) = broker.streams()
+    assert (info.session, info.sessions, info.seq) == (8, 2, 0)
+
+
 def test_oversize_message_disconnects_the_sender_not_the_broker(ctx):
     with make_broker(max_message_size=4096) as broker:
         sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
@@ -392,9 +415,23 @@ def test_registry_rate_restarts_matching_stale_and_forget():
     assert [e.cached for e in reg.matching(topic_for("cam1"), now)] == ["frame30"]
     assert sorted(e.stream for e in reg.matching(b"cam", now)) == ["cam1", "cam10"]
 
+    entry = reg.lookup(b"cam1")
+    assert entry is not None and entry.seq == 30
+    peeked = header("cam1", 31).to_map()
+    assert not reg.needs_check(entry, peeked, now)  # same stream and session: fast path
+    assert reg.needs_check(None, peeked, now)  # a new stream
+    assert reg.needs_check(entry, {**peeked, "session": 9}, now)
+    assert reg.needs_check(entry, {**peeked, "stream": "cam10"}, now)
+    assert reg.needs_check(entry, {**peeked, "seq": None}, now)
+    assert reg.needs_check(entry, peeked, entry.check_at)  # the periodic full check
+    reg.touch(entry, 31, 100, now, "frame31")
+    assert [e.cached for e in reg.matching(topic_for("cam1"), now)] == ["frame31"]
+    assert {i.stream: i.seq for i in reg.snapshot(now)}["cam1"] == 31
+
     reg.expire(now + 2 * NS)
     assert reg.counts(now + 2 * NS) == (0, 2)
     assert list(reg.matching(b"", now + 2 * NS)) == []
     assert all(i.state == "stale" and i.fps == 0.0 for i in reg.snapshot(now + 2 * NS))
     reg.expire(now + 11 * NS)
     assert len(reg) == 0 and reg.forgotten == 2
+    assert reg.lookup(b"cam1") is None

@@ -113,6 +113,32 @@ def test_malformed_frames_raise_protocol_error(data):
         protocol.decode_frame(data)
 
 
+def test_peek_frame_parses_the_structure_without_validating_fields():
+    topic, m = protocol.peek_frame(protocol.encode_frame(header(), b"px"))
+    assert topic == b"site1/cam1"
+    assert (m["stream"], m["session"], m["seq"]) == ("site1/cam1", 123456789, 42)
+    topic, m = protocol.peek_frame(raw_message(b"other", 1, header().to_map() | {"seq": "7"}))
+    assert (topic, m["seq"]) == (b"other", "7")  # decode_frame's job, not peek_frame's
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"no terminator at all", "no_terminator"),
+        (b"cam1\x00", "truncated"),
+        (b"cam1\x00\x01\x00\x00\xff\xff" + b"short", "truncated"),
+        (b"cam1\x00\x02\x00\x00\x00\x01\x80", "version"),
+        (b"cam1\x00\x01\x00\x00\x00\x03\xc1\xc1\xc1", "header"),
+        (b"cam1\x00\x01\x00\x00\x00\x01\x05", "header"),
+    ],
+)
+def test_peek_frame_rejects_bad_structure_like_decode_frame(data, kind):
+    for parse in (protocol.peek_frame, protocol.decode_frame):
+        with pytest.raises(ProtocolError) as info:
+            parse(data)
+        assert info.value.kind == kind, parse.__name__
+
+
 @pytest.mark.parametrize(
     "change",
     [
