@@ -1,14 +1,41 @@
-"""Pixels to wire payloads and back: JPEG (OpenCV/libjpeg-turbo) or raw numpy bytes."""
+"""Pixels to wire payloads and back: JPEG (libjpeg-turbo) or raw numpy bytes.
+
+JPEG encoding uses OpenCV. JPEG decoding uses simplejpeg when it is installed (a runtime
+dependency: the same libjpeg-turbo, identical pixels, but ~15% faster than
+``cv2.imdecode`` at full size in ``python -m benchmarks``, and it releases the GIL), and
+falls back to ``cv2.imdecode`` otherwise. Both decode at 1/2, 1/4 or 1/8 scale directly
+from the DCT coefficients, which is much faster than decoding and resizing.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from framebroker.errors import CodecError
 from framebroker.protocol import FrameHeader
+
+simplejpeg: Any
+try:
+    simplejpeg = importlib.import_module("simplejpeg")
+except ImportError:  # pragma: no cover - simplejpeg is a dependency; OpenCV still works
+    simplejpeg = None
+
+REDUCE_FACTORS = (1, 2, 4, 8)
+_CV2_FLAGS = {
+    (False, 1): cv2.IMREAD_COLOR,
+    (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
+    (False, 4): cv2.IMREAD_REDUCED_COLOR_4,
+    (False, 8): cv2.IMREAD_REDUCED_COLOR_8,
+    (True, 1): cv2.IMREAD_GRAYSCALE,
+    (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 
 _PIXFMT = {
     (3, "uint8"): "bgr24",
@@ -66,25 +93,42 @@ def decode(header: FrameHeader, payload: bytes | memoryview, reduce: int = 1) ->
         return np.frombuffer(payload, dtype=header.dtype).reshape(header.shape)
     if header.encoding != "jpeg":
         raise CodecError(f"unknown encoding {header.encoding!r}")
-    gray = header.pixfmt == "gray8"
-    flags = {
-        1: cv2.IMREAD_COLOR,
-        2: cv2.IMREAD_REDUCED_COLOR_2,
-        4: cv2.IMREAD_REDUCED_COLOR_4,
-        8: cv2.IMREAD_REDUCED_COLOR_8,
-    }
-    gflags = {
-        1: cv2.IMREAD_GRAYSCALE,
-        2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-        4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-        8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
-    }
-    if reduce not in flags:
+    if reduce not in REDUCE_FACTORS:
         raise CodecError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
-    image = cv2.imdecode(np.frombuffer(payload, np.uint8), (gflags if gray else flags)[reduce])
+    gray = header.pixfmt == "gray8"
+    image = decode_jpeg(payload, gray, reduce) if simplejpeg is not None else None
+    if image is None:  # no simplejpeg, or it refused: OpenCV decides (it reads CMYK, too)
+        image = decode_jpeg_cv2(payload, gray, reduce)
     if image is None:
         raise CodecError(
             f"corrupt JPEG payload ({len(payload)} bytes) in stream "
             f"{header.stream!r} seq {header.seq}"
         )
     return image
+
+
+def decode_jpeg(payload: bytes | memoryview, gray: bool = False, reduce: int = 1) -> Any:
+    """simplejpeg: BGR (or gray) pixels at 1/``reduce`` scale; None if the JPEG is corrupt.
+
+    The reduced size is ceil(size / reduce) per side, as libjpeg (and OpenCV) make it.
+    """
+    try:
+        if reduce == 1:
+            height = width = 0
+        else:
+            full_h, full_w, _, _ = simplejpeg.decode_jpeg_header(payload)
+            height, width = -(-full_h // reduce), -(-full_w // reduce)
+        image = simplejpeg.decode_jpeg(
+            payload,
+            colorspace="GRAY" if gray else "BGR",
+            min_height=height,
+            min_width=width,
+        )
+    except ValueError:  # simplejpeg's error for anything libjpeg complains about
+        return None
+    return image.reshape(image.shape[:2]) if gray else image
+
+
+def decode_jpeg_cv2(payload: bytes | memoryview, gray: bool = False, reduce: int = 1) -> Any:
+    """OpenCV: BGR (or gray) pixels at 1/``reduce`` scale; None if OpenCV cannot decode."""
+    return cv2.imdecode(np.frombuffer(payload, np.uint8), _CV2_FLAGS[(gray, reduce)])
