@@ -7,6 +7,8 @@ really bound (so tests and the demo can bind port 0 / ``*`` and learn the port).
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import zmq
@@ -51,14 +53,36 @@ def make_socket(
 
 
 def bind(sock: zmq.Socket[Any], endpoint: str) -> str:
-    """Bind and return the real endpoint (port filled in when ``:0`` or ``:*`` was asked)."""
+    """Bind and return the real endpoint (port filled in when ``:0`` or ``:*`` was asked).
+
+    For ``ipc://PATH`` it first makes sure no live process listens on PATH: libzmq would
+    silently take the path over (there is no "address in use" for Unix sockets); a
+    socket file left behind by a process that exited is reused.
+    """
     wanted = endpoint[:-2] + ":*" if endpoint.endswith(":0") else endpoint
+    if endpoint.startswith("ipc://"):
+        _check_ipc_free(endpoint)
     try:
         sock.bind(wanted)
     except zmq.ZMQError as exc:
         raise TransportError(f"cannot bind {endpoint}: {exc.strerror}") from exc
     real = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     return real.replace("0.0.0.0", "127.0.0.1") if wanted != endpoint else real
+
+
+def _check_ipc_free(endpoint: str) -> None:
+    path = endpoint[len("ipc://") :]
+    if path.startswith("@") or not hasattr(socket, "AF_UNIX") or not os.path.exists(path):
+        return  # abstract namespace (Linux) or nothing there yet
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        return  # a stale socket file (nobody accepts) or not a socket: libzmq decides
+    finally:
+        probe.close()
+    raise TransportError(f"cannot bind {endpoint}: another process is listening there")
 
 
 def connect(sock: zmq.Socket[Any], endpoint: str) -> None:
