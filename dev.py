@@ -2,10 +2,13 @@
 """Bootstrap and run: `python3 dev.py demo` or `python3 dev.py test`.
 
 Needs only Python >= 3.11. Creates ./.venv on first use, installs framebroker into it
-(editable, with test tools for `test`), reinstalls when pyproject.toml changes, then runs:
+(editable; with the test tools and the benchmark extras for `test`, the benchmark extras
+for `bench`), reinstalls when pyproject.toml changes, then runs:
 
     demo [ARGS...]   framebroker demo ARGS (a broker, a sink, producers, consumers)
     test [ARGS...]   ruff, mypy and the whole pytest suite (ARGS go to pytest)
+    bench [ARGS...]  python -m benchmarks ARGS (--quick: seconds; default: the full run
+                     that refreshes docs/benchmarks.md, ~15 minutes)
     shell            print how to activate the environment
 """
 
@@ -63,14 +66,18 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         ensure_env("")
         os.execv(str(BIN / "framebroker"), [str(BIN / "framebroker"), "demo", *rest])
+    if command == "bench":
+        ensure_env("bench")
+        os.chdir(ROOT)
+        os.execv(str(PY), [str(PY), "-m", "benchmarks", *rest])
     if command == "test":
-        ensure_env("test")
+        ensure_env("test,bench")
         run([str(PY), "-m", "ruff", "check", "."])
         run([str(PY), "-m", "ruff", "format", "--check", "."])
         run([str(PY), "-m", "mypy"])
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if command == "shell":
-        ensure_env("test")
+        ensure_env("test,bench")
         print(f"source {BIN / 'activate'}")
         return 0
     print(__doc__)
