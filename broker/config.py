@@ -17,7 +17,12 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 << 20  # 64 MiB: a raw 4K BGR frame is ~25 MB
 DEFAULT_STALE_AFTER = 3.0
 DEFAULT_FORGET_AFTER = 3600.0
 DEFAULT_LOG_STATS = 10.0
-DEFAULT_PUBLISH_HWM = 100
+# Frames queued per subscriber. The broker forwards in bursts (one frame of every stream
+# that sent since the last wake-up), so this must hold a burst: at 100, 500 streams x 15 fps
+# lost 39% of frames to one healthy subscriber (python -m benchmarks, scale); at 1000
+# (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
+# reading (1000 x frame size): lower it for raw high-resolution streams.
+DEFAULT_PUBLISH_HWM = 1000
 CONTROL_MAX_MESSAGE_SIZE = 64 << 10  # control requests are tiny msgpack maps
 
 
