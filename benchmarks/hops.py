@@ -41,13 +41,7 @@ class Hop:
             return None
 
 
-def setup(
-    ch: Children,
-    kind: str,
-    transport: str = "tcp",
-    *,
-    publish_hwm: int = 0,
-) -> Hop:
+def setup(ch: Children, kind: str, transport: str = "tcp") -> Hop:
     """Start the middle (if any) and say where senders and subscribers go."""
     if kind == "direct":
         endpoint = ch.endpoint(transport)
@@ -60,10 +54,9 @@ def setup(
     if kind != "ours":
         raise ValueError(f"unknown hop {kind!r}")
     ctl = ch.endpoint("tcp")
-    args = ["broker", "--ingest", ingest, "--publish", publish, "--control", ctl]
-    if publish_hwm:
-        args += ["--publish-hwm", str(publish_hwm)]
-    child = ch.framebroker("broker", *args)
+    child = ch.framebroker(
+        "broker", "broker", "--ingest", ingest, "--publish", publish, "--control", ctl
+    )
     _wait_for_broker(child, ctl)
     return Hop(kind, transport, {"connect": [ingest]}, publish, child, ctl)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks import hops
 from benchmarks.numbers import percentile, ratio
-from benchmarks.procs import Children
+from benchmarks.procs import Children, mark_all
 from benchmarks.report import Options, Result, Target
 from benchmarks.throughput import RAW_1080P
 
@@ -68,13 +68,13 @@ def _start_load(ch: Children, hop: hops.Hop) -> tuple[Any, Any, float]:
     loader = ch.role("load", connect=targets, streams=streams, fps=LOAD_FPS, size=LOAD_SIZE)
     loader.ready()
     time.sleep(1.0)  # the load is flowing before the first probe
-    sink.mark()
+    mark_all(sink)
     return loader, sink, time.monotonic()
 
 
 def _stop_load(info: tuple[Any, Any, float]) -> float | None:
     loader, sink, _ = info
-    sink.mark()
+    mark_all(sink)
     loader.stop()
     got = sink.stop()
     if not got or len(got["marks"]) < 2:

@@ -51,6 +51,9 @@ class Child:
             )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._result: dict[str, Any] | None = None
+        self._asked = 0  # marks requested
+        self._marked = 0  # marks the child acknowledged
+        self._marks_cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
         self._reader.start()
 
@@ -61,6 +64,11 @@ class Child:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            if line.startswith("MARKED "):
+                with self._marks_cond:
+                    self._marked = int(line.split()[1])
+                    self._marks_cond.notify_all()
+                continue
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
@@ -82,10 +90,18 @@ class Child:
             if left <= 0:
                 raise ChildError(f"{self.name} not ready within {timeout:g}s{self._tail()}")
 
-    def mark(self) -> None:
-        """Ask the child to note its counters now (SIGUSR1)."""
+    def mark(self) -> int:
+        """Ask the child to note its counters now (SIGUSR1); returns the mark's number."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGUSR1)
+        self._asked += 1
+        return self._asked
+
+    def marked(self, number: int, timeout: float = 10.0) -> None:
+        """Wait until the child has noted mark ``number`` (a busy child may take a while)."""
+        with self._marks_cond:
+            if not self._marks_cond.wait_for(lambda: self._marked >= number, timeout):
+                raise ChildError(f"{self.name} did not note mark {number} within {timeout:g}s")
 
     def cpu_seconds(self) -> float:
         """CPU seconds the child's live threads have used so far (ns resolution).
@@ -160,6 +176,13 @@ class Child:
         except OSError:
             return ""
         return f"; its log ends:\n{text}" if text.strip() else ""
+
+
+def mark_all(*children: Child) -> None:
+    """Mark every child at (nearly) the same moment, then wait until each has noted it."""
+    numbers = [child.mark() for child in children]
+    for child, number in zip(children, numbers, strict=True):
+        child.marked(number)
 
 
 class Children:

@@ -47,6 +47,7 @@ class Counters:
     def install(self) -> None:
         def on_mark(signum: int, frame: FrameType | None) -> None:
             self.marks.append((time.monotonic(), self.n, self.extra))
+            print(f"MARKED {len(self.marks)}", flush=True)  # the parent waits for this
 
         def on_term(signum: int, frame: FrameType | None) -> None:
             raise Stop

@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks import hops
 from benchmarks.numbers import median, ratio
-from benchmarks.procs import Children
+from benchmarks.procs import Children, mark_all
 from benchmarks.report import Options, Result, Target
 
 RAW_1080P = 1920 * 1080 * 3
@@ -27,20 +27,16 @@ def _hwm(size: int) -> int:
     return max(2, min(1000, (64 << 20) // size))
 
 
-PUBLISH_HWM = 1000  # zmq.proxy's (libzmq's default) queue limit, for an equal comparison
-
-
 def measure(
     kind: str,
     size: int,
     transport: str,
     warmup: float,
     window: float,
-    publish_hwm: int = PUBLISH_HWM,
 ) -> dict[str, Any]:
     """One run of one hop: delivered and offered rates, middle CPU per message."""
     with Children() as ch:
-        hop = hops.setup(ch, kind, transport, publish_hwm=publish_hwm)
+        hop = hops.setup(ch, kind, transport)
         subscriber = ch.role("sub", connect=[hop.subscribe_to])
         subscriber.ready()
         sender = ch.role("pub", size=size, hwm=_hwm(size), nice=19, **hop.sender)
@@ -48,12 +44,10 @@ def measure(
         time.sleep(warmup)
         cpu0, t0 = hop.cpu_seconds(), time.monotonic()
         others0 = sender.cpu_seconds(), subscriber.cpu_seconds()
-        sender.mark()
-        subscriber.mark()
+        mark_all(subscriber, sender)
         time.sleep(window)
-        sender.mark()
-        subscriber.mark()
         cpu1, t1 = hop.cpu_seconds(), time.monotonic()
+        mark_all(subscriber, sender)
         others1 = sender.cpu_seconds(), subscriber.cpu_seconds()
         stats = hop.broker_stats()
         sent = sender.stop()
@@ -76,27 +70,16 @@ def measure(
     }
 
 
-# hop variants: (hop kind, our broker's --publish-hwm; 0 = its default)
-VARIANTS = {
-    "direct": ("direct", 0),
-    "proxy": ("proxy", 0),
-    "ours": ("ours", PUBLISH_HWM),
-    "ours, default hwm": ("ours", 0),
-}
-
-
 def run(opts: Options) -> Result:
     rounds = opts.pick(1, 5)
     warmup, window = opts.pick((0.3, 0.6), (0.7, 1.5))
     sizes = opts.pick({"10 kB": 10_000, "100 kB": 100_000}, SIZES)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for label, size in sizes.items():
-        names = [v for v in VARIANTS if size <= 100_000 or v != "ours, default hwm"]
-        per = runs.setdefault(label, {v: [] for v in names})
+        per = runs.setdefault(label, {kind: [] for kind in hops.MIDDLES})
         for r in range(rounds):
-            for name in names if r % 2 == 0 else reversed(names):
-                kind, hwm = VARIANTS[name]
-                per[name].append(measure(kind, size, "tcp", warmup, window, hwm))
+            for kind in hops.MIDDLES if r % 2 == 0 else reversed(hops.MIDDLES):
+                per[kind].append(measure(kind, size, "tcp", warmup, window))
     return _result(runs, _same_host(opts, warmup, window), rounds, window)
 
 
@@ -212,9 +195,8 @@ def _result(
             "medians of per-round ratios",
             "msgs/s: delivered to the subscriber; offered: taken by the sender's socket "
             "(XPUB_NODROP, nice 19: paced by the path, never starving the subscriber)",
-            f"CPU: the middle process, all threads, per delivered message; 'ours' runs with "
-            f"--publish-hwm {PUBLISH_HWM} (zmq.proxy's queue limit); 'ours, default hwm' with "
-            "the default 100",
+            "CPU: the middle process (all threads) per delivered message; both queue up to "
+            "1000 messages per subscriber (our --publish-hwm default, libzmq's default)",
         ],
         extra_tables=[
             (
