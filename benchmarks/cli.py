@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = result.to_map()
         entry["seconds"] = round(time.monotonic() - started, 1)
         entry["date"] = results["machine"]["date"]
+        entry["commit"] = results["machine"]["commit"]
         entry["load_average"] = results["machine"]["load_average"]
         scenarios[name] = entry
         print(result.text(), flush=True)

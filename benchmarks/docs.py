@@ -53,12 +53,13 @@ def generate(results: dict[str, Any], docs_dir: Path, out: Path) -> str:
         s = scenarios.get(name)
         if s is None or "error" in s:
             continue
+        commit = f", commit {s['commit']}" if s.get("commit") else ""
         parts += [
             "",
             f"### {TITLES[name]}",
             "",
-            f"_{s['title']}; run {s['date']}, "
-            f"{s['seconds']:g} s, load average {s['load_average'][0]:.2f}._",
+            f"_{s['title']}; run {s['date']}{commit}, {s['seconds']:g} s, "
+            f"load average {s['load_average'][0]:.2f}._",
             "",
         ]
         parts.append(markdown(s["columns"], s["rows"]))

@@ -55,9 +55,15 @@ def latency_cdf(samples: dict[str, list[float]], out: Path) -> list[str]:
     plt = _pyplot()
     if plt is None:
         return []
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     groups = list(dict.fromkeys(k.rsplit("/", 2)[0] for k in samples))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-    for ax, group in zip(axes[0], groups, strict=True):
+    cols = min(2, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
+    for ax, group in zip(axes.flat, groups, strict=False):
         for key, values in samples.items():
             if not key.startswith(group + "/") or not values:
                 continue
@@ -72,6 +78,9 @@ def latency_cdf(samples: dict[str, list[float]], out: Path) -> list[str]:
                 label=f"{kind} {transport}",
             )
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(group.replace("/", ", "))
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("fraction of messages")
