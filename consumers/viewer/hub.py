@@ -1,0 +1,158 @@
+"""FrameHub: the newest frame of each stream, and a way to wait for a newer one.
+
+A task on the event loop drains an asyncio SUB socket as fast as frames come and keeps one
+:class:`LatestFrame` per stream, replacing the previous one. Clients wait with
+:meth:`FrameHub.wait_newer` for a frame newer than the one they had; whatever frames came
+in the meantime were simply replaced. JPEG streams are passed through as they are; raw
+streams are JPEG-encoded once per frame, and only when a client asks for that frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from framebroker import codec
+from framebroker.errors import CodecError, ProtocolError
+from framebroker.protocol import FrameHeader, decode_frame
+from framebroker.ratelimit import RateLimitedLog
+from framebroker.transport import connect, make_socket
+
+log = logging.getLogger("framebroker.viewer")
+
+
+@dataclass
+class LatestFrame:
+    """One stream's newest frame as received (``version`` counts frames of the stream)."""
+
+    header: FrameHeader
+    payload: bytes
+    version: int
+    t_received: int  # ns since the epoch
+    _jpeg: bytes | None = field(default=None, repr=False)
+
+    def jpeg(self, quality: int = 80) -> bytes:
+        """The frame as a JPEG: the payload itself, or raw pixels encoded once (CodecError)."""
+        if self._jpeg is None:
+            if self.header.encoding == "jpeg":
+                self._jpeg = self.payload
+            else:
+                image = codec.decode(self.header, self.payload)
+                if image.dtype != "uint8":  # gray16 / float: scale into 8 bits for display
+                    image = image.astype("float32") * (255.0 / max(float(image.max()), 1.0))
+                    image = image.astype("uint8")
+                if image.ndim == 3 and image.shape[2] == 1:
+                    image = image[:, :, 0]
+                if image.ndim == 3 and image.shape[2] == 4:
+                    image = image[:, :, :3].copy()
+                self._jpeg = bytes(codec.encode(image, "jpeg", quality).payload)
+        return self._jpeg
+
+
+class FrameHub:
+    """Subscribes to the broker's publish endpoint; keeps the newest frame per stream."""
+
+    def __init__(self, publish: str, subscriptions: Sequence[bytes] = (b"",)) -> None:
+        self.publish = publish
+        self.subscriptions = tuple(subscriptions)
+        self.frames: dict[str, LatestFrame] = {}
+        self.received = 0  # frame messages taken off the socket
+        self.malformed = 0
+        self.received_by_stream: dict[str, int] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._ctx: zmq.asyncio.Context | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bad = RateLimitedLog(log, interval=5.0)
+
+    async def start(self) -> None:
+        self._ctx = zmq.asyncio.Context()
+        sock: Any = make_socket(self._ctx, zmq.SUB)
+        for prefix in self.subscriptions:
+            sock.setsockopt(zmq.SUBSCRIBE, prefix)
+        connect(sock, self.publish)
+        self._sock = sock
+        self._task = asyncio.create_task(self._receive(), name="viewer-receive")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+
+    async def _receive(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        while True:
+            data = await sock.recv()
+            if data[:1] == b"$":  # broker system topics, not frames
+                continue
+            self.received += 1
+            try:
+                message = decode_frame(data)
+            except ProtocolError as exc:
+                self.malformed += 1
+                self._bad.warning("malformed", "viewer: dropped a malformed frame: %s", exc)
+                continue
+            self.offer(message.header, bytes(message.payload))
+
+    def offer(self, header: FrameHeader, payload: bytes) -> None:
+        """Make this the stream's newest frame and wake whoever waits for it."""
+        stream = header.stream
+        previous = self.frames.get(stream)
+        if previous is not None and (
+            previous.header.session == header.session and header.seq <= previous.header.seq
+        ):
+            return  # the broker's last-value cache re-sent a frame we have
+        version = previous.version + 1 if previous else 1
+        self.frames[stream] = LatestFrame(header, payload, version, time.time_ns())
+        self.received_by_stream[stream] = self.received_by_stream.get(stream, 0) + 1
+        for fut in self._waiters.pop(stream, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_newer(self, stream: str, version: int, timeout: float) -> LatestFrame | None:
+        """The stream's newest frame if its version is above ``version``, waiting for one
+        up to ``timeout`` seconds; None on timeout."""
+        frame = self.frames.get(stream)
+        if frame is not None and frame.version > version:
+            return frame
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(stream, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            waiters = self._waiters.get(stream, [])
+            if fut in waiters:
+                waiters.remove(fut)
+            return None
+        frame = self.frames.get(stream)
+        return frame if frame is not None and frame.version > version else None
+
+
+def jpeg_of(frame: LatestFrame, quality: int) -> bytes | None:
+    """``frame.jpeg()``, or None (logged) when its payload cannot be shown."""
+    try:
+        return frame.jpeg(quality)
+    except CodecError as exc:
+        log.debug("cannot show frame of %s: %s", frame.header.stream, exc)
+        return None
