@@ -16,7 +16,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_ROOT_USER_ACTION=ignore
+    PIP_ROOT_USER_ACTION=ignore \
+    FRAMEBROKER_METRICS_PORT=9100
 WORKDIR /app
 COPY --from=requirements /tmp/requirements.txt /tmp/
 RUN pip install -r /tmp/requirements.txt 'setuptools>=68' wheel && rm /tmp/requirements.txt

@@ -15,8 +15,9 @@ from broker.config import (
     DEFAULT_STALE_AFTER,
     BrokerConfig,
 )
+from broker.metrics import BrokerCollector
 from broker.service import Broker
-from framebroker import control
+from framebroker import control, metrics
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
     CONTROL_PORT,
@@ -120,6 +121,7 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
 
 def run_broker(args: argparse.Namespace) -> int:
     broker = Broker(broker_config(args))
+    metrics.expose(BrokerCollector(broker))
     with StopOnSignals(broker.stop) as signals:
         try:
             broker.start()
@@ -135,6 +137,7 @@ BROKER = Command(
     "newest frame per stream, answer `framebroker streams`.",
     add_arguments=add_broker_arguments,
     run=run_broker,
+    metrics=True,
 )
 
 # --- framebroker streams -----------------------------------------------------------------

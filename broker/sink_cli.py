@@ -7,8 +7,10 @@ import os
 import sys
 
 from broker.sink import DEFAULT_DB, Sink, SinkConfig
+from broker.sink_metrics import SinkCollector
 from broker.sink_results import follow, show
 from broker.store import SQLiteStore
+from framebroker import metrics
 from framebroker.cli import EXIT_OK, Command
 from framebroker.config import (
     RESULTS_PORT,
@@ -66,6 +68,7 @@ def run_sink(args: argparse.Namespace) -> int:
         flush_interval=args.flush_interval,
     )
     sink = Sink(config)
+    metrics.expose(SinkCollector(sink))
     sink.start()
     try:
         with StopOnSignals(sink.stop) as signals:
@@ -80,6 +83,7 @@ SINK = Command(
     help="store results pushed by consumers in SQLite (and optionally JSON Lines)",
     add_arguments=add_sink_arguments,
     run=run_sink,
+    metrics=True,
 )
 
 

@@ -11,6 +11,8 @@ from consumers.processors import BUILTINS, load_processor
 from consumers.results import print_json_line
 from consumers.runtime import Consumer
 from consumers.workers import WorkerPool
+from consumers.metrics import ConsumerCollector
+from framebroker import metrics
 from framebroker.cli import EXIT_ERROR, Command
 from framebroker.config import (
     add_broker_options,
@@ -118,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if config.workers == 1:
         on_result = print_json_line if args.print else None
         consumer = Consumer(config, processor, on_result=on_result)
+        metrics.expose(ConsumerCollector(consumer))
         with StopOnSignals(consumer.close) as signals:
             consumer.run()
         return signals.exit_code
@@ -132,4 +135,5 @@ CONSUME = Command(
     help="Run a processor on the newest frame of each stream; send results to the sink.",
     add_arguments=add_arguments,
     run=run,
+    metrics=True,
 )

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from framebroker import metrics
+from framebroker.config import add_option
 from framebroker.errors import ConfigError, FrameBrokerError
-from framebroker.logs import setup_logging
+from framebroker.logs import LOG_FORMATS, setup_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # a runtime failure (cannot bind, source lost for good, ...)
@@ -34,6 +37,7 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    metrics: bool = False  # a long-running service: gets --metrics-port (framebroker.metrics)
 
 
 def load_commands() -> dict[str, Command]:
@@ -60,11 +64,20 @@ def make_argument_parser(commands: dict[str, Command]) -> argparse.ArgumentParse
         default=None,
         help="DEBUG, INFO, WARNING or ERROR [env FRAMEBROKER_LOG_LEVEL]",
     )
+    parser.add_argument(
+        "--log-format",
+        default=None,
+        choices=LOG_FORMATS,
+        help="text (one line per event) or json (one JSON object per line) "
+        "[env FRAMEBROKER_LOG_FORMAT]",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in sorted(commands):
         command = commands[name]
         p = sub.add_parser(name, help=command.help, description=command.help)
         command.add_arguments(p)
+        if command.metrics:
+            add_metrics_option(p)
     return parser
 
 
@@ -82,8 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"framebroker: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
+    if args.log_format:  # worker processes set up their logging from the environment
+        os.environ["FRAMEBROKER_LOG_FORMAT"] = args.log_format
     try:
+        metrics.serve(getattr(args, "metrics_port", 0) or 0)
         return commands[args.command].run(args)
     except ConfigError as exc:
         print(f"framebroker {args.command}: {exc}", file=sys.stderr)
@@ -93,3 +109,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        metrics.shutdown()
+
+
+def add_metrics_option(parser: argparse.ArgumentParser) -> None:
+    add_option(
+        parser,
+        "--metrics-port",
+        default=0,
+        type=parse_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: off)",
+    )
+
+
+def parse_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"port out of range 0..65535: {value}")
+    return value

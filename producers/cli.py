@@ -9,6 +9,7 @@ from typing import Any
 
 import cv2
 
+from framebroker import metrics
 from framebroker.cli import Command
 from framebroker.config import (
     add_broker_options,
@@ -23,6 +24,7 @@ from framebroker.errors import ConfigError
 from framebroker.protocol import ENCODINGS
 from framebroker.signals import StopOnSignals
 from producers.config import ProducerConfig, parse_meta_item, parse_meta_list
+from producers.metrics import ProducerCollector
 from producers.producer import Producer
 from producers.spec import default_stream_name
 
@@ -169,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     quiet_opencv()
     producer = Producer(config)
+    metrics.expose(ProducerCollector(producer))
     with StopOnSignals(producer.close) as signals:
         try:
             producer.run()
@@ -191,4 +194,5 @@ PRODUCE = Command(
     help="publish a camera, video file, stream URL or test pattern to the broker",
     add_arguments=add_arguments,
     run=run,
+    metrics=True,
 )

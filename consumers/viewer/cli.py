@@ -5,22 +5,13 @@ from __future__ import annotations
 import argparse
 
 from consumers.config import parse_patterns
+from consumers.viewer.metrics import ViewerCollector
 from consumers.viewer.service import Viewer, ViewerConfig
-from framebroker.cli import Command
+from framebroker import metrics
+from framebroker.cli import Command, parse_port
 from framebroker.config import add_broker_options, add_option, resolve_endpoint
-from framebroker.errors import ConfigError
 from framebroker.protocol import subscription_for
 from framebroker.signals import StopOnSignals
-
-
-def parse_port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"port out of range 0..65535: {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         subscriptions=tuple(subscription_for(p) for p in patterns),
     )
     viewer = Viewer(config)
+    metrics.expose(ViewerCollector(viewer))
     with StopOnSignals(viewer.stop) as signals:
         viewer.run()
     return signals.exit_code
@@ -66,4 +58,5 @@ VIEW = Command(
     help="Serve a web page with every stream live and the consumers' results drawn over it.",
     add_arguments=add_arguments,
     run=run,
+    metrics=True,
 )

@@ -1,0 +1,91 @@
+"""Prometheus metrics of the broker, read from its stats and stream registry at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from broker.service import Broker
+from framebroker.metrics import counter, gauge, one
+
+_TOTALS = (
+    ("frames_out", "frames forwarded to subscribers"),
+    ("cache_sends", "newest frames re-sent to new subscriptions (last value cache)"),
+    ("disconnects", "ingest peers that disconnected, including oversize senders"),
+    ("subscriptions", "subscribe messages seen on the publish port"),
+    ("unsubscriptions", "unsubscribe messages seen on the publish port"),
+    ("control_requests", "control requests answered"),
+    ("control_errors", "control requests answered with an error"),
+    ("streams_forgotten", "streams forgotten after --forget-after"),
+)
+
+
+class BrokerCollector:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.broker.stats()
+        streams = self.broker.streams()
+        by_stream = [((s.stream,), s) for s in streams]
+        label = ("stream",)
+        yield counter(
+            "broker_frames_in",
+            "valid frames received per stream",
+            {k: s.frames for k, s in by_stream},
+            label,
+        )
+        yield counter(
+            "broker_bytes_in",
+            "bytes of valid frames per stream",
+            {k: s.bytes for k, s in by_stream},
+            label,
+        )
+        yield gauge(
+            "broker_stream_fps",
+            "recent frame rate per stream (-1 until measured)",
+            {k: s.fps for k, s in by_stream},
+            label,
+        )
+        yield gauge(
+            "broker_stream_age_seconds",
+            "seconds since the stream's newest frame",
+            {k: s.age_s for k, s in by_stream},
+            label,
+        )
+        yield gauge(
+            "broker_stream_live",
+            "1 if the stream is live, 0 if stale",
+            {k: 1.0 if s.state == "live" else 0.0 for k, s in by_stream},
+            label,
+        )
+        yield counter(
+            "broker_stream_sessions",
+            "producer sessions seen per stream (more than 1: the producer restarted)",
+            {k: s.sessions for k, s in by_stream},
+            label,
+        )
+        yield counter("broker_frames_in_all", "valid frames received", one(stats.frames_in))
+        yield counter("broker_bytes_in_all", "bytes of valid frames received", one(stats.bytes_in))
+        for name, doc in _TOTALS:
+            yield counter("broker_" + name, doc, one(getattr(stats, name)))
+        kinds = {(kind,): n for kind, n in stats.malformed_by_kind.items()}
+        yield counter(
+            "broker_dropped",
+            "ingest messages dropped, by reason (malformed kinds of docs/protocol.md)",
+            {("malformed_" + k[0],): n for k, n in kinds.items()},
+            ("reason",),
+        )
+        yield gauge(
+            "broker_subscribers",
+            "subscriptions minus unsubscriptions seen (XPUB_VERBOSE: repeats count)",
+            one(max(0, stats.subscriptions - stats.unsubscriptions)),
+        )
+        yield gauge(
+            "broker_streams",
+            "known streams by state",
+            {("live",): stats.streams_live, ("stale",): stats.streams_stale},
+            ("state",),
+        )
+        yield gauge("broker_uptime_seconds", "seconds since the broker bound", one(stats.uptime_s))
