@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.config import ConsumerConfig, default_name, parse_patterns
+from consumers.metrics import ConsumerCollector
 from consumers.processors import BUILTINS, load_processor
 from consumers.results import print_json_line
 from consumers.runtime import Consumer
 from consumers.workers import WorkerPool
-from consumers.metrics import ConsumerCollector
 from framebroker import metrics
 from framebroker.cli import EXIT_ERROR, Command
 from framebroker.config import (
