@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -17,6 +18,7 @@ from broker.config import (
 )
 from broker.metrics import BrokerCollector
 from broker.service import Broker
+from broker.watch import watch
 from framebroker import control, metrics
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
@@ -149,6 +151,29 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--stats", default=False, type=parse_bool, help="also print broker totals")
     add_option(
         parser,
+        "--watch",
+        default=False,
+        type=parse_bool,
+        help="a live table, redrawn every --interval seconds until Ctrl-C",
+    )
+    add_option(
+        parser,
+        "--interval",
+        default=1.0,
+        type=parse_positive,
+        metavar="SECONDS",
+        help="seconds between redraws with --watch",
+    )
+    add_option(
+        parser,
+        "--count",
+        default=None,
+        type=int,
+        metavar="N",
+        help="with --watch: stop after N redraws (default: until Ctrl-C)",
+    )
+    add_option(
+        parser,
         "--timeout",
         default=2.0,
         type=parse_positive,
@@ -159,6 +184,13 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_streams(args: argparse.Namespace) -> int:
     endpoint = resolve_endpoint(args, "control")
+    if args.watch:
+        stop = threading.Event()
+        with StopOnSignals(stop.set) as signals:
+            watch(
+                endpoint, interval=args.interval, timeout=args.timeout, stop=stop, count=args.count
+            )
+        return signals.exit_code
     replies = {"streams": control.request(endpoint, "streams", timeout=args.timeout)}
     if args.stats:
         replies["stats"] = control.request(endpoint, "stats", timeout=args.timeout)
