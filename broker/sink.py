@@ -1,7 +1,12 @@
-"""The sink: results arrive on a PULL socket and are stored in batches.
+"""The sink: results arrive on a PULL and a ROUTER socket and are stored in batches.
 
-Consumers PUSH result messages (``framebroker.protocol.ResultMessage``) to the sink's
-results port; the sink decodes each one, stamps the time it arrived, and writes them to a
+Plain clients PUSH result messages (``framebroker.protocol.ResultMessage``) to the sink's
+results port (v1.0, at-most-once). Consumers speaking v1.1 send them from a DEALER to the
+acknowledged results port with a delivery ``id``; once the batch holding a result is
+committed the sink answers ``{"ack": [id, ...]}``, so the consumer keeps (and resends) a
+result until it is stored. The store ignores a result it already holds (same consumer,
+stream, session and seq): a result resent after a lost acknowledgement is stored once.
+The sink decodes each message, stamps the time it arrived, and writes them to a
 :class:`~broker.store.ResultStore` in batches (one transaction per ``batch_size`` results
 or per ``flush_interval`` seconds, whichever comes first). A malformed message is
 counted, logged (rate-limited) and dropped. ``close()`` (or ``stop()`` then the end of
@@ -26,20 +31,27 @@ import zmq
 
 from broker.sink_jsonl import JsonLinesStore
 from broker.store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
-from framebroker.config import RESULTS_PORT, bind_endpoint, parse_endpoint
+from framebroker.config import (
+    RESULTS_PORT,
+    acked_endpoint,
+    bind_endpoint,
+    parse_endpoint,
+)
 from framebroker.errors import ConfigError, ProtocolError, StoreError, TransportError
-from framebroker.protocol import decode_result
+from framebroker.protocol import decode_result, encode_ack, peek_result_id
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import bind, make_socket
 
 log = logging.getLogger("framebroker.sink")
 
+AUTO = "auto"  # acked_results: the results endpoint's port + 2 (see acked_endpoint)
 DEFAULT_DB = "framebroker-results.sqlite"
 DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
 _POLL_MS = 100  # upper bound on how long stop()/close() waits for the loop to notice
 _RETRY_S = 1.0  # after a failed write, wait this long before trying again
 _FINAL_DRAIN_LIMIT = 100_000
-_COUNTERS = ("received", "stored", "malformed", "store_errors", "dropped")
+_COUNTERS = ("received", "stored", "duplicates", "malformed", "store_errors", "dropped")
+_ACK_LINGER_MS = 500  # on close, give the last acknowledgements this long to leave
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class SinkConfig:
     """Everything the sink needs; validated on construction (ConfigError)."""
 
     results: str = bind_endpoint(RESULTS_PORT)
+    acked_results: str | None = AUTO  # None: no acknowledged results port
     db: str = DEFAULT_DB
     jsonl: str | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -57,6 +70,10 @@ class SinkConfig:
 
     def __post_init__(self) -> None:
         parse_endpoint(self.results)
+        if self.acked_results == AUTO:
+            object.__setattr__(self, "acked_results", acked_endpoint(self.results))
+        if self.acked_results is not None:
+            parse_endpoint(self.acked_results)
         if not self.db:
             raise ConfigError("the results database path (--db) must not be empty")
         if self.jsonl == "":
@@ -77,6 +94,7 @@ class SinkStats:
 
     received: int = 0  # messages taken off the socket
     stored: int = 0  # results written to the store
+    duplicates: int = 0  # results already stored (resent after a lost acknowledgement)
     malformed: int = 0  # messages dropped because they did not decode
     store_errors: int = 0  # failed batch writes (retried)
     dropped: int = 0  # results lost because the store kept failing
@@ -104,18 +122,20 @@ class Sink:
         self._store = store
         self._ctx: zmq.Context[Any] | None = None
         self._sock: zmq.Socket[Any] | None = None
+        self._router: zmq.Socket[Any] | None = None
         self._endpoint: str | None = None
+        self._acked_endpoint: str | None = None
         self._stop = threading.Event()
         self._running = threading.Event()
         self._done = threading.Event()
         self._close_lock = threading.Lock()
         self._closed = False
         self._pending: list[ResultRecord] = []
+        # (peer routing id, delivery id) per pending record; None for PUSHed results
+        self._pending_acks: list[tuple[bytes, int] | None] = []
         self._flush_at = 0.0
         self._retry_at = 0.0
-        self._counts = dict.fromkeys(
-            ("received", "stored", "malformed", "store_errors", "dropped"), 0
-        )
+        self._counts = dict.fromkeys(_COUNTERS, 0)
         self._ratelog = RateLimitedLog(log)
 
     @property
@@ -124,6 +144,11 @@ class Sink:
         if self._endpoint is None:
             raise TransportError("the sink is not started; call start() first")
         return self._endpoint
+
+    @property
+    def acked_results_endpoint(self) -> str | None:
+        """The acknowledged results endpoint really bound (None when disabled)."""
+        return self._acked_endpoint
 
     def start(self) -> None:
         """Open the store and bind the results port. Raises StoreError / TransportError."""
@@ -139,27 +164,49 @@ class Sink:
             rcvhwm=self.config.rcvhwm,
             maxmsgsize=self.config.max_message_size,
         )
+        router = None
         try:
             self._endpoint = bind(sock, self.config.results)
+            if self.config.acked_results is not None:
+                router = make_socket(
+                    self._ctx,
+                    zmq.ROUTER,
+                    linger_ms=_ACK_LINGER_MS,
+                    rcvhwm=self.config.rcvhwm,
+                    maxmsgsize=self.config.max_message_size,
+                )
+                self._acked_endpoint = bind(router, self.config.acked_results)
         except TransportError:
             sock.close(linger=0)
+            if router is not None:
+                router.close(linger=0)
             self._release()
             raise
         self._sock = sock
-        log.info("sink: results on %s, stored in %s", self._endpoint, self._where())
+        self._router = router
+        log.info(
+            "sink: results on %s, acknowledged results on %s, stored in %s",
+            self._endpoint,
+            self._acked_endpoint or "-",
+            self._where(),
+        )
 
     def run(self) -> None:
         """Receive and store until stop() or close(); then store what already arrived."""
         if self._sock is None:
             raise TransportError("the sink is not started; call start() first")
-        sock = self._sock
+        poller = zmq.Poller()
+        sockets = [s for s in (self._sock, self._router) if s is not None]
+        for s in sockets:
+            poller.register(s, zmq.POLLIN)
         self._running.set()
         try:
             while not self._stop.is_set():
-                if sock.poll(self._poll_timeout_ms()):
-                    self._drain(sock, self._room())
+                for s, _ in poller.poll(self._poll_timeout_ms()):
+                    self._drain(s, self._room())
                 self._maybe_flush()
-            self._drain(sock, _FINAL_DRAIN_LIMIT)
+            for s in sockets:
+                self._drain(s, _FINAL_DRAIN_LIMIT)
             self._final_flush()
         finally:
             self._done.set()
@@ -179,12 +226,15 @@ class Sink:
             self._closed = True
         if self._sock is not None:
             self._sock.close(linger=0)
+        if self._router is not None:
+            self._router.close()  # lingers briefly: the last acknowledgements
         self._release()
         stats = self.stats()
         log.info(
-            "sink: closed; %d received, %d stored, %d malformed, %d dropped",
+            "sink: closed; %d received, %d stored, %d duplicates, %d malformed, %d dropped",
             stats.received,
             stats.stored,
+            stats.duplicates,
             stats.malformed,
             stats.dropped,
         )
@@ -206,20 +256,29 @@ class Sink:
         return room if room > 0 else self.config.batch_size  # the store is failing
 
     def _drain(self, sock: zmq.Socket[Any], limit: int) -> None:
+        routed = sock is self._router
         for _ in range(limit):
             try:
-                data = sock.recv(zmq.NOBLOCK, copy=True)
+                if routed:
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                else:
+                    parts = [sock.recv(zmq.NOBLOCK, copy=True)]
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
                 self._ratelog.warning("recv", "sink: receive failed: %s", exc)
                 return
-            self._accept(data)
+            if routed and len(parts) != 2:
+                self._counts["received"] += 1
+                self._counts["malformed"] += 1
+                continue
+            self._accept(parts[-1], parts[0] if routed else None)
 
-    def _accept(self, data: bytes) -> None:
+    def _accept(self, data: bytes, peer: bytes | None = None) -> None:
         self._counts["received"] += 1
         try:
-            record = ResultRecord.from_message(decode_result(data), time.time_ns())
+            message = decode_result(data)
+            record = ResultRecord.from_message(message, time.time_ns())
         except ProtocolError as exc:
             self._counts["malformed"] += 1
             self._ratelog.warning(
@@ -228,10 +287,25 @@ class Sink:
                 len(data),
                 exc,
             )
+            delivery = peek_result_id(data) if peer is not None else None
+            if peer is not None and delivery is not None:
+                self._send_acks({peer: [delivery]})  # resending it would not help
             return
         if not self._pending:
             self._flush_at = time.monotonic() + self.config.flush_interval
         self._pending.append(record)
+        ack = None if peer is None or message.id is None else (peer, message.id)
+        self._pending_acks.append(ack)
+
+    def _send_acks(self, acks: dict[bytes, list[int]]) -> None:
+        """Tell each peer which of its results are stored (a gone peer misses it)."""
+        if self._router is None:
+            return
+        for peer, ids in acks.items():
+            try:
+                self._router.send_multipart([peer, encode_ack(ids)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                self._ratelog.warning("ack", "sink: acknowledgement not sent: %s", exc)
 
     # --- store --------------------------------------------------------------------------
 
@@ -247,20 +321,28 @@ class Sink:
         assert self._store is not None
         batch = self._pending
         try:
-            self._store.add_many(batch)
+            new = self._store.add_many(batch)
         except StoreError as exc:
             self._counts["store_errors"] += 1
             self._retry_at = time.monotonic() + _RETRY_S
             excess = len(batch) - self.config.max_pending
             if excess > 0:
                 del batch[:excess]
+                del self._pending_acks[:excess]
                 self._counts["dropped"] += excess
             self._ratelog.warning(
                 "store", "sink: %s; %d results kept for retry", exc, len(self._pending)
             )
             return False
-        self._counts["stored"] += len(batch)
+        self._counts["stored"] += len(new)
+        self._counts["duplicates"] += len(batch) - len(new)
+        acks: dict[bytes, list[int]] = {}
+        for ack in self._pending_acks:
+            if ack is not None:
+                acks.setdefault(ack[0], []).append(ack[1])
         self._pending = []
+        self._pending_acks = []
+        self._send_acks(acks)
         return True
 
     def _final_flush(self) -> None:
@@ -268,6 +350,7 @@ class Sink:
             self._counts["dropped"] += len(self._pending)
             log.error("sink: %d results could not be stored before exit", len(self._pending))
             self._pending = []
+            self._pending_acks = []
 
     def _release(self) -> None:
         if self._store is not None:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from broker.sink import DEFAULT_DB, Sink, SinkConfig
+from broker.sink import AUTO, DEFAULT_DB, Sink, SinkConfig
 from broker.sink_metrics import SinkCollector
 from broker.sink_results import follow, show
 from broker.store import SQLiteStore
@@ -37,7 +37,15 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         "--results",
         default=bind_endpoint(RESULTS_PORT),
         type=parse_endpoint,
-        help="endpoint to bind for results (consumers PUSH here)",
+        help="endpoint to bind for results (plain clients PUSH here, at-most-once)",
+    )
+    add_option(
+        parser,
+        "--acked-results",
+        default=AUTO,
+        type=_optional_endpoint,
+        help="endpoint to bind for acknowledged results (protocol v1.1, DEALER clients);"
+        " auto: the --results port + 2; none: off",
     )
     add_db_option(parser)
     add_option(parser, "--jsonl", default=None, help="also append results to this JSON Lines file")
@@ -61,6 +69,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
 def run_sink(args: argparse.Namespace) -> int:
     config = SinkConfig(
         results=args.results,
+        acked_results=args.acked_results,
         db=args.db,
         jsonl=args.jsonl,
         max_message_size=args.max_message_size,
@@ -76,6 +85,13 @@ def run_sink(args: argparse.Namespace) -> int:
     finally:
         sink.close()
     return signals.exit_code
+
+
+def _optional_endpoint(text: str) -> str | None:
+    lowered = text.strip().lower()
+    if lowered == AUTO:
+        return AUTO
+    return None if lowered in ("", "none", "off") else parse_endpoint(text)
 
 
 SINK = Command(

@@ -23,7 +23,7 @@ class JsonLinesStore(ResultStore):
         except OSError as exc:
             raise StoreError(f"cannot open JSON Lines file {self.path}: {exc}") from exc
 
-    def add_many(self, records: Sequence[ResultRecord]) -> None:
+    def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
         text = "".join(dumps(r.to_map()) + "\n" for r in records)
         with self._lock:
             try:
@@ -31,6 +31,7 @@ class JsonLinesStore(ResultStore):
                 self._file.flush()
             except (OSError, ValueError) as exc:
                 raise StoreError(f"cannot write JSON Lines file {self.path}: {exc}") from exc
+        return records
 
     def query(
         self,

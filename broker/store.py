@@ -33,7 +33,7 @@ from framebroker.protocol import ResultMessage
 INT64_MAX = (1 << 63) - 1
 MAX_RESULT_DEPTH = 64
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one row per (consumer, stream, session, seq)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id          INTEGER PRIMARY KEY,
@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS results (
     result      TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_stream ON results (stream, id);
+"""
+# Idempotent storage: a result delivered again (after a lost acknowledgement) is ignored.
+UNIQUE_KEY = """
+CREATE UNIQUE INDEX IF NOT EXISTS results_key ON results (consumer, stream, session, seq);
+"""
+_DEDUPLICATE = """
+DELETE FROM results WHERE id NOT IN
+    (SELECT min(id) FROM results GROUP BY consumer, stream, session, seq);
 """
 _COLUMNS = (
     "id, received_ns, consumer, stream, session, seq, t_capture, t_start, duration_ns, result"
@@ -179,8 +187,12 @@ class ResultStore(ABC):
     """Somewhere results go. Implementations are safe to call from several threads."""
 
     @abstractmethod
-    def add_many(self, records: Sequence[ResultRecord]) -> None:
-        """Store ``records`` durably, all or nothing; raises StoreError."""
+    def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
+        """Store ``records`` durably, all or nothing; raises StoreError.
+
+        Returns the records that were new (a store keyed by consumer, stream, session and
+        seq ignores ones it already holds; others return all of them).
+        """
 
     @abstractmethod
     def query(
@@ -231,6 +243,10 @@ class SQLiteStore(ResultStore):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        try:
+            self._conn.executescript(UNIQUE_KEY)
+        except sqlite3.IntegrityError:  # a version 1 database holding duplicates
+            self._conn.executescript(_DEDUPLICATE + UNIQUE_KEY)
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _check_schema(self) -> None:
@@ -241,7 +257,7 @@ class SQLiteStore(ResultStore):
             self._conn.close()
             raise StoreError(f"{self.path} is not a framebroker results database")
 
-    def add_many(self, records: Sequence[ResultRecord]) -> None:
+    def add_many(self, records: Sequence[ResultRecord]) -> list[ResultRecord]:
         rows = [
             (
                 r.received_ns,
@@ -258,17 +274,22 @@ class SQLiteStore(ResultStore):
             for r in records
         ]
         sql = (
-            "INSERT INTO results (received_ns, consumer, stream, session, seq, t_capture,"
-            " t_start, duration_ns, age_ns, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT OR IGNORE INTO results (received_ns, consumer, stream, session, seq,"
+            " t_capture, t_start, duration_ns, age_ns, result)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        new: list[ResultRecord] = []
         with self._lock, self._errors("write to"):
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(sql, rows)
+                for record, row in zip(records, rows, strict=True):
+                    if self._conn.execute(sql, row).rowcount:
+                        new.append(record)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+        return new
 
     def query(
         self,
@@ -386,9 +407,12 @@ class FanOutStore(ResultStore):
             raise ValueError("FanOutStore needs at least one store")
         self.stores = tuple(stores)
 
-    def add_many(self, records: Sequence[ResultRecord]) -> None:
-        for store in self.stores:
-            store.add_many(records)
+    def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
+        """The first store decides which records are new; only those go to the others."""
+        new = self.stores[0].add_many(records)
+        for store in self.stores[1:]:
+            store.add_many(new)
+        return new
 
     def query(
         self,

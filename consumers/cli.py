@@ -15,6 +15,7 @@ from consumers.workers import WorkerPool
 from framebroker import metrics
 from framebroker.cli import EXIT_ERROR, Command
 from framebroker.config import (
+    acked_endpoint,
     add_broker_options,
     add_option,
     parse_bool,
@@ -74,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_broker_options(parser, "publish", "results")
     add_option(
         parser,
+        "--acked-results",
+        default="auto",
+        help="the sink's acknowledged results endpoint (protocol v1.1: results are kept and "
+        "resent until stored, at-least-once); auto: the --results port + 2; none: plain "
+        "PUSH to --results (at-most-once)",
+    )
+    add_option(
+        parser,
         "--send-results",
         default=True,
         type=parse_bool,
@@ -98,10 +107,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> ConsumerConfig:
+    results = resolve_endpoint(args, "results") if args.send_results else None
+    acked = str(args.acked_results).strip()
+    if results is None or acked.lower() in ("", "none", "off"):
+        acked_results = None
+    elif acked.lower() == "auto":
+        acked_results = acked_endpoint(results)
+    else:
+        acked_results = acked
     return ConsumerConfig(
         name=args.name or default_name(),
         publish=resolve_endpoint(args, "publish"),
-        results=resolve_endpoint(args, "results") if args.send_results else None,
+        results=results,
+        acked_results=acked_results,
         streams=parse_patterns(args.streams),
         fps=args.fps,
         workers=args.workers,

@@ -40,6 +40,9 @@ class ConsumerConfig:
     """A consumer's settings, validated once at construction (raises ConfigError).
 
     ``results=None`` means results are not sent anywhere (use ``on_result`` instead).
+    ``acked_results`` (the sink's acknowledged results endpoint, protocol v1.1) makes
+    delivery at-least-once: results are spooled until the sink acknowledges them; without
+    it they are PUSHed to ``results`` at-most-once. The CLI sets it by default.
     ``streams`` are patterns: ``"cam1"`` exactly, ``"site1/"`` or ``"site1/*"`` a group,
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
     """
@@ -47,6 +50,7 @@ class ConsumerConfig:
     name: str = field(default_factory=default_name)
     publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
     results: str | None = connect_endpoint("127.0.0.1", RESULTS_PORT)
+    acked_results: str | None = None
     streams: tuple[str, ...] = ("*",)
     fps: float | None = None
     workers: int = 1
@@ -60,6 +64,8 @@ class ConsumerConfig:
         parse_endpoint(self.publish)
         if self.results is not None:
             parse_endpoint(self.results)
+        if self.acked_results is not None:
+            parse_endpoint(self.acked_results)
         streams = parse_patterns(self.streams)
         if not streams:
             raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")

@@ -4,7 +4,7 @@
 
     SUB --(receive thread: drain, decode header)--> LatestSlots --(run(): take)--> processor
                                                                           |
-                                                   PUSH (NOBLOCK) <-- ResultMessage
+                        PUSH or DEALER with acknowledgements (NOBLOCK) <-- ResultMessage
 
 ``start()`` connects the sockets, ``run()`` blocks (starting the receive thread) until
 ``close()`` is called from another thread or ``duration`` passes, ``close()`` stops it
@@ -25,7 +25,7 @@ from consumers.config import ConsumerConfig
 from consumers.frame import Frame
 from consumers.processors import Processor, processor_name
 from consumers.receiver import Receiver
-from consumers.results import ResultSender
+from consumers.results import AckedSender, ResultSender, Sender
 from consumers.slots import LatestSlots
 from consumers.stats import ConsumerStats
 from framebroker.errors import ProcessorError, TransportError
@@ -37,6 +37,7 @@ log = logging.getLogger("framebroker.consumer")
 
 TAKE_TIMEOUT = 0.1  # seconds; bounds how long close() and --duration take to act
 RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
+ACK_WAIT_S = 2.0  # on close, wait this long for the sink to acknowledge spooled results
 
 ResultCallback = Callable[[ResultMessage], None]
 
@@ -66,7 +67,7 @@ class Consumer:
         self._owns_context = context is None
         self._sub: zmq.Socket[Any] | None = None
         self._push: zmq.Socket[Any] | None = None
-        self._sender: ResultSender | None = None
+        self._sender: Sender | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
         self._errors = RateLimitedLog(log, interval=5.0)
         self._state_lock = threading.Lock()
@@ -95,7 +96,18 @@ class Consumer:
         for prefix in self.config.subscriptions():
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
         connect(self._sub, self.config.publish)
-        if self.config.results is not None:
+        if self.config.acked_results is not None:
+            self._push = make_socket(
+                self._context,
+                zmq.DEALER,
+                sndhwm=self.config.result_buffer,
+                linger_ms=RESULT_LINGER_MS,
+            )
+            connect(self._push, self.config.acked_results)
+            self._sender = AckedSender(
+                self._push, self.config.acked_results, self.stats, self.config.result_buffer
+            )
+        elif self.config.results is not None:
             self._push = make_socket(
                 self._context,
                 zmq.PUSH,
@@ -110,7 +122,7 @@ class Consumer:
             processor_name(self.processor),
             ",".join(self.config.streams),
             self.config.publish,
-            self.config.results or "nowhere",
+            self.config.acked_results or self.config.results or "nowhere",
         )
 
     def run(self) -> None:
@@ -135,6 +147,8 @@ class Consumer:
             self._stop.set()
             self._slots.close()
             thread.join()
+            if self._sender is not None:
+                self._sender.flush(ACK_WAIT_S)
             with self._state_lock:
                 self._teardown()
             log.info("consumer %s stopped: %s", self.name, self.stats.summary())
@@ -152,6 +166,8 @@ class Consumer:
             frame = self._slots.take(timeout=TAKE_TIMEOUT)
             if frame is not None:
                 self.process(frame)
+            if self._sender is not None:
+                self._sender.pump()
 
     def process(self, frame: Frame) -> None:
         """Run the processor on one frame and send its result; never raises for bad input."""

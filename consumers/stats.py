@@ -19,6 +19,8 @@ COUNTERS = (
     "malformed",  # messages that did not decode as frames
     "processor_errors",  # processor calls that raised or returned a non-map
     "results_sent",  # results queued to the sink
+    "results_acked",  # results the sink acknowledged as stored (acknowledged delivery)
+    "results_resent",  # results sent again for want of an acknowledgement
     "results_dropped",  # results dropped because the sink was unreachable
 )
 
@@ -32,6 +34,8 @@ class ConsumerStats:
     malformed: int = 0
     processor_errors: int = 0
     results_sent: int = 0
+    results_acked: int = 0
+    results_resent: int = 0
     results_dropped: int = 0
     ages_kept: int = 1000
     ages_ns: deque[int] = field(init=False)

@@ -45,6 +45,18 @@ def endpoint(name: str) -> tuple[str, int]:
     return env("broker", "127.0.0.1") or "127.0.0.1", PORTS[name]
 
 
+def acked_port() -> int:
+    """The port a consumer sends results to: the acknowledged results port (the results
+    port + 2 unless FRAMEBROKER_ACKED_RESULTS says otherwise), or with ``none`` the results
+    port itself (plain PUSH)."""
+    acked = (env("acked_results", "auto") or "auto").strip().lower()
+    if acked in ("", "none", "off"):
+        return endpoint("results")[1]
+    if acked != "auto":
+        return urlsplit(acked).port or endpoint("results")[1] + 2
+    return endpoint("results")[1] + 2
+
+
 def tcp_sockets(state: str) -> set[int]:
     """Ports of this container's TCP sockets in ``state``: local ports when listening,
     remote ports when established."""
@@ -101,7 +113,7 @@ def check_produce() -> str | None:
 def check_consume() -> str | None:
     needed = [endpoint("publish")[1]]
     if (env("send_results", "true") or "").strip().lower() not in ("0", "false", "no", "off"):
-        needed.append(endpoint("results")[1])
+        needed.append(acked_port())
     missing = [p for p in needed if p not in tcp_sockets(_ESTABLISHED)]
     return f"not connected to port(s) {missing}" if missing else None
 

@@ -22,6 +22,7 @@ INGEST_PORT = 5555
 PUBLISH_PORT = 5556
 RESULTS_PORT = 5557
 CONTROL_PORT = 5558
+ACKED_RESULTS_PORT = 5559  # v1.1: results the sink acknowledges once stored
 
 _ENDPOINT = re.compile(
     r"(tcp://[^\s:]+:(\d+|\*)|tcp://\[[0-9a-fA-F:.]+\]:(\d+|\*)|ipc://\S+|inproc://\S+)\Z"
@@ -134,6 +135,23 @@ def connect_endpoint(host: str, port: int) -> str:
 
 def bind_endpoint(port: int, host: str = "*") -> str:
     return parse_endpoint(f"tcp://{host}:{port}")
+
+
+def acked_endpoint(results: str) -> str:
+    """The acknowledged results endpoint that goes with a results endpoint (protocol v1.1).
+
+    TCP: the same host, port + 2 (5557 -> 5559; port 0 or ``*`` stays as it is).
+    ``ipc://PATH`` -> ``ipc://PATH.acked``, ``inproc://NAME`` -> ``inproc://NAME.acked``.
+    """
+    parse_endpoint(results)
+    if not results.startswith("tcp://"):
+        return results + ".acked"
+    host, port = results.rsplit(":", 1)
+    if port in ("*", "0"):
+        return results
+    if int(port) + 2 > 65535:
+        raise ConfigError(f"no acknowledged results port after {results} (port + 2 > 65535)")
+    return f"{host}:{int(port) + 2}"
 
 
 def add_broker_options(parser: argparse.ArgumentParser, *endpoints: str) -> None:

@@ -14,6 +14,8 @@ Frame message (ONE ZeroMQ frame, so ZMQ_CONFLATE keeps whole frames)::
     payload     the rest: JPEG bytes or raw pixels in row-major order
 
 Result message (consumer -> sink, one ZeroMQ frame): a msgpack map (ResultMessage).
+Acknowledgement (v1.1, sink -> consumer on the acknowledged results port): a msgpack map
+``{"v": [1, 1], "ok": true, "ack": [id, ...]}`` naming the delivery ids now stored.
 Control request/reply (client <-> broker control port): msgpack maps.
 """
 
@@ -32,6 +34,7 @@ from framebroker.errors import ProtocolError, VersionError
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
 VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
+VERSION_ACKED = (PROTOCOL_MAJOR, 1)  # v1.1: results with a delivery id, acknowledgements
 
 TOPIC_END = b"\x00"
 MAX_STREAM_ID_BYTES = 200
@@ -272,6 +275,7 @@ class ResultMessage:
     duration_ns: int  # processing time
     result: Mapping[str, Any]
     version: tuple[int, int] = VERSION
+    id: int | None = None  # v1.1 delivery id: the sink acknowledges it once stored
 
     @property
     def age_ns(self) -> int:
@@ -289,7 +293,7 @@ class ResultMessage:
             "t_start": self.t_start,
             "duration_ns": self.duration_ns,
             "result": dict(self.result),
-        }
+        } | ({} if self.id is None else {"id": self.id})
 
 
 def encode_result(result: ResultMessage) -> bytes:
@@ -315,9 +319,34 @@ def decode_result(data: bytes | memoryview) -> ResultMessage:
             duration_ns=_uint(m, "duration_ns"),
             result=result,
             version=version,
+            id=_uint(m, "id") if "id" in m else None,
         )
     except KeyError as exc:
         raise ProtocolError(f"result message lacks required key {exc.args[0]!r}", data) from None
+
+
+def peek_result_id(data: bytes | memoryview) -> int | None:
+    """The delivery id of a result message, or None; never raises (for bad messages)."""
+    try:
+        m = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+    value = m.get("id") if isinstance(m, dict) else None
+    return value if _is_uint(value) else None
+
+
+def encode_ack(ids: list[int]) -> bytes:
+    """The v1.1 acknowledgement of the results with these delivery ids (all stored)."""
+    return msgpack.packb({"v": list(VERSION_ACKED), "ok": True, "ack": list(ids)})
+
+
+def decode_ack(data: bytes | memoryview) -> list[int]:
+    """The delivery ids an acknowledgement names; ProtocolError if it is not one."""
+    m = decode_reply(data)
+    ids = m.get("ack")
+    if not m["ok"] or not isinstance(ids, list) or not all(_is_uint(i) for i in ids):
+        raise ProtocolError("acknowledgement field 'ack' must be an array of uint", data)
+    return ids
 
 
 # --- control: request/reply maps on the broker's control port ---------------------------

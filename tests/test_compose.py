@@ -66,7 +66,7 @@ def test_dockerfile_copies_every_package():
 
 DEFAULT_SERVICES = {n: s for n, s in COMPOSE["services"].items() if not s.get("profiles")}
 ROLE = {n: s["command"][0] for n, s in COMPOSE["services"].items()}
-CENTRAL_PORTS = {"broker": {5555, 5556, 5558}, "sink": {5557}}
+CENTRAL_PORTS = {"broker": {5555, 5556, 5558}, "sink": {5557, 5559}}
 
 
 def interpolate(value: str) -> str:
@@ -113,7 +113,7 @@ def test_only_central_services_publish_ports_and_hosts_ports_are_variables():
         assert "container_name" not in service, f"{name}: --scale needs generated names"
         for mapping in service.get("ports", []):
             host, container = str(mapping).rsplit(":", 1)
-            assert re.fullmatch(r"\$\{FRAMEBROKER_[A-Z]+_PORT:-\d+\}", host), mapping
+            assert re.fullmatch(r"\$\{FRAMEBROKER_[A-Z_]+_PORT:-\d+\}", host), mapping
             assert interpolate(host) == container, mapping
             published.setdefault(name, set()).add(int(container))
     assert published == CENTRAL_PORTS

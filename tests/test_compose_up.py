@@ -35,7 +35,7 @@ PRODUCERS = {n: s for n, s in DEFAULT.items() if s["command"][0] == "produce"}
 CONSUMERS = {n: s for n, s in DEFAULT.items() if s["command"][0] == "consume"}
 STREAMS = {s["environment"]["FRAMEBROKER_STREAM"] for s in PRODUCERS.values()}
 FRAMEBROKER = (sys.executable, "-m", "framebroker")
-PORTS = ("INGEST", "PUBLISH", "RESULTS", "CONTROL")
+PORTS = ("INGEST", "PUBLISH", "RESULTS", "CONTROL", "ACKED_RESULTS")
 # Counts per (consumer, stream) in the sink's database, asked inside the sink container.
 COUNT_RESULTS = (
     "import json, os, sqlite3;"
@@ -210,6 +210,8 @@ def test_a_consumer_outside_attaches_through_the_published_ports(compose, tmp_pa
             compose.endpoint("PUBLISH"),
             "--results",
             compose.endpoint("RESULTS"),
+            "--acked-results",
+            compose.endpoint("ACKED_RESULTS"),
         )
 
         def stored_for_every_stream():

@@ -342,7 +342,10 @@ def test_cli_workers_each_process_frames_and_stop_on_sigterm(publish, sink, proc
     endpoint, pull = sink
     pub = publish(["cam1", "cam2"])
     cmd = cli("stats", "--streams", "cam1,cam2", "--workers", "2", "--name", "w")
-    proc = processes([*cmd, "--publish", pub.endpoint, "--results", endpoint])
+    # A plain PULL socket stands in for the sink: results PUSHed (v1.0), no acknowledgements.
+    proc = processes(
+        [*cmd, "--publish", pub.endpoint, "--results", endpoint, "--acked-results", "none"]
+    )
     want = {(name, stream) for name in ("w-0", "w-1") for stream in ("cam1", "cam2")}
     results = collect(pull, lambda r: want <= {(x.consumer, x.stream) for x in r}, timeout=30)
     assert want == {(r.consumer, r.stream) for r in results}  # every worker gets every frame

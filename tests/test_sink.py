@@ -180,8 +180,9 @@ class CountingStore(SQLiteStore):
         self.batches: list[int] = []
 
     def add_many(self, records):
-        super().add_many(records)
+        new = super().add_many(records)
         self.batches.append(len(records))
+        return new
 
 
 def test_burst_of_2000_results_all_stored_in_batches(start_sink, push, tmp_path):
@@ -208,7 +209,7 @@ class FailingOnceStore(SQLiteStore):
         if not self.failed:
             self.failed = True
             raise StoreError("disk I/O error (test)")
-        super().add_many(records)
+        return super().add_many(records)
 
 
 def test_failed_write_is_retried(start_sink, push, tmp_path):

@@ -610,6 +610,14 @@ def result_vectors() -> list[Vector]:
         mp(m),
         m,
     )
+    m = result_map(v=[1, 1], id=42)
+    ok(
+        "v1-1-delivery-id",
+        "v1.1: a result with a delivery id, sent to the acknowledged results port (a v1.0 "
+        "receiver ignores the id)",
+        protocol.encode_result(protocol.decode_result(mp(m))),
+        m,
+    )
 
     bad("invalid-msgpack", "0xc1", b"\xc1")
     bad("empty", "zero bytes", b"")
@@ -760,6 +768,12 @@ def control_vectors() -> list[Vector]:
         "a newer minor version with a field this client does not know",
         mp({"v": [1, 4], "ok": True, "version": "9.0", "protocol": [1, 4], "features": ["x"]}),
         {"v": [1, 4], "ok": True, "version": "9.0", "protocol": [1, 4], "features": ["x"]},
+    )
+    ok(
+        "reply-ack",
+        "v1.1: the sink acknowledges results with delivery ids 41 and 42 (stored)",
+        protocol.encode_ack([41, 42]),
+        {"v": [1, 1], "ok": True, "ack": [41, 42]},
     )
     bad("reply-ok-missing", "no ok", mp({"v": [1, 0], "streams": []}))
     bad("reply-ok-int", "ok is 1, not true", mp({"v": [1, 0], "ok": 1}))
