@@ -97,13 +97,14 @@ class Pipeline:
         return {s["stream"]: s for s in body["streams"]}
 
     def ready(self) -> dict[str, dict] | None:
-        """both streams live in the viewer, with motion and qr results for site1/cam1"""
+        """both streams live (fps measured) in the viewer, with motion and qr results"""
         streams = self.streams()
         cam = streams.get("site1/cam1", {})
         consumers = {r["consumer"] for r in cam.get("results", [])}
         raw = streams.get("site1/raw", {})
         live = all(s.get("state") == "live" and s.get("viewer_frames", 0) > 0 for s in (cam, raw))
-        return streams if live and {"motion", "qr"} <= consumers else None
+        measured = all(s.get("fps", -1) > 0 for s in (cam, raw))  # -1 until the broker knows
+        return streams if live and measured and {"motion", "qr"} <= consumers else None
 
 
 @pytest.fixture
