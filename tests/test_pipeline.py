@@ -171,7 +171,10 @@ def test_plain_pyzmq_conflate_sub_gets_whole_decodable_frames(cluster):
             seen.append((msg.header.stream, msg.header.seq))
         assert {stream for stream, _ in seen} == {"cam1"}
         seqs = [seq for _, seq in seen]
-        assert seqs == sorted(set(seqs))
+        # Never older than what came before; the broker's cached copy of the newest frame
+        # may repeat once right after subscribing (docs/protocol.md: drop the repeat).
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) >= len(seqs) - 1
     finally:
         sub.close()
 
