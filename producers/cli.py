@@ -23,7 +23,7 @@ from framebroker.config import (
 from framebroker.errors import ConfigError
 from framebroker.protocol import ENCODINGS
 from framebroker.signals import StopOnSignals
-from producers.config import ProducerConfig, parse_meta_item, parse_meta_list
+from producers.config import MAX_BACKOFF_S, ProducerConfig, parse_meta_item, parse_meta_list
 from producers.metrics import ProducerCollector
 from producers.producer import Producer
 from producers.spec import default_stream_name
@@ -114,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         parser,
         "--max-backoff",
-        default=30.0,
+        default=MAX_BACKOFF_S,
         type=positive,
         metavar="SECONDS",
         help="longest wait between attempts to reopen a failed source",
