@@ -277,8 +277,9 @@ def run(args: argparse.Namespace) -> int:
         log_dir=args.log_dir,
     )
     demo = Demo(config)
-    with StopOnSignals(demo.stop, escalate=False):
-        return demo.run()
+    with StopOnSignals(demo.stop, escalate=False) as signals:
+        code = demo.run()
+    return code or signals.exit_code  # 130 after Ctrl-C, like every other command
 
 
 DEMO = Command(

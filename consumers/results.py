@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -205,8 +206,14 @@ class AckedSender:
 
 
 def print_json_line(result: ResultMessage) -> None:
-    """Print a result as one JSON line on stdout (``--print``)."""
-    print(json.dumps(result.to_map(), default=_plain, separators=(",", ":")), flush=True)
+    """Print a result as one JSON line on stdout (``--print``).
+
+    One write per line: ``print`` writes the text and its newline separately, so the lines
+    of workers sharing a stdout could interleave mid-line.
+    """
+    line = json.dumps(result.to_map(), default=_plain, separators=(",", ":"))
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _plain(obj: object) -> object:
