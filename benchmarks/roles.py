@@ -8,9 +8,8 @@ everywhere, so our broker, ``zmq.proxy`` and direct PUB->SUB carry the same byte
 
 Roles: ``pub`` (send as fast as possible), ``sub`` (count), ``proxy`` (C ``zmq.proxy``
 XSUB->XPUB), ``probe``/``probe_sub`` (latency), ``load`` (paced streams, one PUB per
-stream like real producers), ``scale_sub`` (several subscribers, counting gaps),
-``fresh_consumer`` (our Consumer with a 100 ms processor), ``izmq_sender``/``izmq_hub``
-(imagezmq PUB/SUB as its docs use it).
+stream like real producers), ``scale_sub`` (several subscribers, counting gaps); the
+freshness roles (our consumer, imagezmq) are in :mod:`benchmarks.peers`.
 """
 
 from __future__ import annotations
@@ -92,7 +91,7 @@ def _socket(ctx: zmq.Context[Any], kind: int, a: dict[str, Any]) -> zmq.Socket[A
     return sock
 
 
-def _ready(info: str = "") -> None:
+def say_ready(info: str = "") -> None:
     print(f"READY {info}".rstrip(), flush=True)
 
 
@@ -123,7 +122,7 @@ def pub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         sock.connect(endpoint)
     size = a["size"]
     messages = [frame_message(a.get("stream", "bench"), size, i, _shape(size)) for i in range(8)]
-    _ready()
+    say_ready()
     send = sock.send
     try:
         while True:
@@ -149,7 +148,7 @@ def sub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         sock.bind(endpoint)
     for endpoint in a.get("connect", []):
         sock.connect(endpoint)
-    _ready()
+    say_ready()
     recv = sock.recv
     try:
         while True:
@@ -173,7 +172,7 @@ def proxy(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         sock.setsockopt(zmq.LINGER, 0)
     xsub.bind(a["ingest"])
     xpub.bind(a["publish"])
-    _ready()
+    say_ready()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # zmq.proxy never returns: just end
     zmq.proxy(xsub, xpub)
     return {}
@@ -191,7 +190,7 @@ def probe(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     offset = len(base) - size  # the payload starts here; the stamp goes there
     buffers = [bytearray(base) for _ in range(4)]
     trackers: list[zmq.MessageTracker | None] = [None] * len(buffers)
-    _ready()
+    say_ready()
     time.sleep(a.get("settle", 1.0))  # subscriptions reach the PUB (slow joiner)
     period = 1.0 / a["rate"]
     next_at = time.monotonic()
@@ -227,7 +226,7 @@ def probe_sub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         sock.connect(endpoint)
     size = a["size"]
     lat: list[int] = []
-    _ready()
+    say_ready()
     try:
         while len(lat) < a["count"]:
             frame = sock.recv(copy=False)
@@ -255,7 +254,7 @@ def load(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     payload = bytes(a["size"])
     seqs = [0] * len(names)
     tick = 1.0 / (a["fps"] * len(names))  # sends are spread evenly over the period
-    _ready()
+    say_ready()
     time.sleep(a.get("settle", 0.5))
     start = time.monotonic()
     j = 0
@@ -305,7 +304,7 @@ def scale_sub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     for sock in socks:
         poller.register(sock, zmq.POLLIN)
     index = {sock: i for i, sock in enumerate(socks)}
-    _ready()
+    say_ready()
     try:
         while True:
             for sock, _ in poller.poll(100):
@@ -332,144 +331,21 @@ def scale_sub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     return {"received": c.n, "gaps": c.extra}
 
 
-# --- freshness -----------------------------------------------------------------------------
-
-
-def _slow_work() -> None:
-    time.sleep(0.1)  # the consumer's 100 ms of work per frame
-
-
-def fresh_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
-    """Our Consumer, 100 ms per frame; ages (t_start - t_capture) for ``duration`` s."""
-    from consumers import Consumer, ConsumerConfig
-
-    samples: list[tuple[float, str, float]] = []
-    first: dict[str, float] = {}
-    state: dict[str, float] = {}
-    consumer: Consumer | None = None
-
-    def process(frame: Any) -> dict[str, Any]:
-        _slow_work()
-        return {"seq": frame.seq}
-
-    def on_result(result: Any) -> None:
-        now = time.monotonic()
-        first.setdefault(result.stream, now)
-        if len(first) < a["streams"]:
-            return
-        t0 = state.setdefault("t0", now)
-        samples.append((now - t0, result.stream, result.age_ns / 1e6))
-        if now - t0 >= a["duration"] and consumer is not None:
-            consumer.close()
-
-    config = ConsumerConfig(
-        name="bench", publish=a["connect"], results=None, streams=(a["pattern"],)
-    )
-    consumer = Consumer(config, process, on_result=on_result)
-    consumer.start()
-    _ready()
-    try:
-        consumer.run()
-    except Stop:
-        consumer.close()
-    return {"samples": samples, "stats": consumer.stats.summary()}
-
-
-def _pattern(label: str, fps: float, size: tuple[int, int]) -> Callable[[], Any]:
-    from producers.pattern import TestPatternSource
-
-    source = TestPatternSource(size[0], size[1], fps, label=label)
-    source.open()
-    return source.read
-
-
-def izmq_sender(a: dict[str, Any], c: Counters) -> dict[str, Any]:
-    """imagezmq PUB/SUB as its docs use it: the sender binds, JPEG via send_jpg."""
-    import cv2
-    import imagezmq
-
-    sender = imagezmq.ImageSender(connect_to=a["bind"], REQ_REP=False)
-    read = _pattern(a["stream"], a["fps"], (a["width"], a["height"]))
-    period = 1.0 / a["fps"]
-    _ready()
-    next_at = time.monotonic()
-    try:
-        while True:
-            image = read()
-            t_capture = time.time_ns()
-            _, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, a["quality"]])
-            sender.send_jpg(f"{a['stream']}|{t_capture}", jpg)
-            c.n += 1
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()
-    except Stop:
-        pass
-    finally:
-        sender.zmq_socket.close(linger=0)
-        sender.zmq_context.term()
-    return {"sent": c.n}
-
-
-def izmq_hub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
-    """imagezmq ImageHub (SUB, connects to every sender), 100 ms per frame, in order."""
-    import imagezmq
-
-    endpoints: list[str] = a["connect"]
-    hub = imagezmq.ImageHub(open_port=endpoints[0], REQ_REP=False)
-    for endpoint in endpoints[1:]:
-        hub.connect(endpoint)
-    samples: list[tuple[float, str, float]] = []
-    first: set[str] = set()
-    t0: float | None = None
-    _ready()
-    try:
-        while True:
-            msg, _jpg = hub.recv_jpg()
-            t_start = time.time_ns()
-            stream, t_capture = msg.rsplit("|", 1)
-            now = time.monotonic()
-            first.add(stream)
-            if len(first) >= a["streams"]:
-                t0 = now if t0 is None else t0
-                samples.append((now - t0, stream, (t_start - int(t_capture)) / 1e6))
-                if now - t0 >= a["duration"]:
-                    break
-            _slow_work()
-    except Stop:
-        pass
-    finally:
-        hub.zmq_socket.close(linger=0)
-        hub.zmq_context.term()
-    return {"samples": samples}
-
-
-ROLES: dict[str, Callable[[dict[str, Any], Counters], dict[str, Any]]] = {
-    f.__name__: f
-    for f in (
-        pub,
-        sub,
-        proxy,
-        probe,
-        probe_sub,
-        load,
-        scale_sub,
-        fresh_consumer,
-        izmq_sender,
-        izmq_hub,
-    )
+Role = Callable[[dict[str, Any], Counters], dict[str, Any]]
+ROLES: dict[str, Role] = {
+    f.__name__: f for f in (pub, sub, proxy, probe, probe_sub, load, scale_sub)
 }
 
 
 def main(argv: list[str]) -> int:
+    from benchmarks import peers  # the freshness roles; they import this module
+
+    roles = {**ROLES, **peers.ROLES}
     role, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     counters = Counters()
     counters.install()
     try:
-        result = ROLES[role](args, counters)
+        result = roles[role](args, counters)
     except Stop:
         result = {}
     result["marks"] = counters.marks
