@@ -16,6 +16,7 @@ from broker.config import (
     DEFAULT_STALE_AFTER,
     BrokerConfig,
 )
+from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
 from broker.metrics import BrokerCollector
 from broker.service import Broker
 from broker.watch import watch
@@ -25,6 +26,7 @@ from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
     PUBLISH_PORT,
+    WORK_PORT,
     add_broker_options,
     add_option,
     bind_endpoint,
@@ -56,6 +58,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         ("ingest", INGEST_PORT, "producers connect here (SUB)"),
         ("publish", PUBLISH_PORT, "consumers subscribe here (XPUB)"),
         ("control", CONTROL_PORT, "`framebroker streams` asks here (ROUTER)"),
+        ("work", WORK_PORT, "workers of work groups (`consume --group`) ask here (ROUTER)"),
     )
     for name, port, what in endpoints:
         add_option(
@@ -106,6 +109,30 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRAMES",
         help="frames queued per subscriber before the broker drops frames for it",
     )
+    add_option(
+        parser,
+        "--max-groups",
+        default=DEFAULT_MAX_GROUPS,
+        type=int,
+        metavar="N",
+        help="work groups served at once; a worker of one more group is refused",
+    )
+    add_option(
+        parser,
+        "--max-workers",
+        default=DEFAULT_MAX_WORKERS,
+        type=int,
+        metavar="N",
+        help="workers per work group; one more is refused",
+    )
+    add_option(
+        parser,
+        "--worker-timeout",
+        default=DEFAULT_WORKER_TIMEOUT,
+        type=parse_positive,
+        metavar="SECONDS",
+        help="a worker that sends no request for this long leaves its group",
+    )
 
 
 def broker_config(args: argparse.Namespace) -> BrokerConfig:
@@ -118,6 +145,10 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
         forget_after=args.forget_after,
         log_stats=args.log_stats,
         publish_hwm=args.publish_hwm,
+        work=args.work,
+        max_groups=args.max_groups,
+        max_workers=args.max_workers,
+        worker_timeout=args.worker_timeout,
     )
 
 
@@ -149,6 +180,13 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
     add_broker_options(parser, "control")
     add_option(parser, "--json", default=False, type=parse_bool, help="print the reply as JSON")
     add_option(parser, "--stats", default=False, type=parse_bool, help="also print broker totals")
+    add_option(
+        parser,
+        "--groups",
+        default=False,
+        type=parse_bool,
+        help="also print the work groups and their workers",
+    )
     add_option(
         parser,
         "--watch",
@@ -192,18 +230,21 @@ def run_streams(args: argparse.Namespace) -> int:
             )
         return signals.exit_code
     replies = {"streams": control.request(endpoint, "streams", timeout=args.timeout)}
-    if args.stats:
-        replies["stats"] = control.request(endpoint, "stats", timeout=args.timeout)
+    for extra in ("stats", "groups"):
+        if getattr(args, extra):
+            replies[extra] = control.request(endpoint, extra, timeout=args.timeout)
     for reply in replies.values():
         if not reply.get("ok"):
             print(f"framebroker streams: broker error: {reply.get('error')}", file=sys.stderr)
             return EXIT_ERROR
     if args.json:
-        # Without --stats the streams reply itself; with it, {"streams": ..., "stats": ...}.
-        out: Any = replies if args.stats else replies["streams"]
+        # Alone, the streams reply itself; with --stats or --groups, {"streams": ..., ...}.
+        out: Any = replies if len(replies) > 1 else replies["streams"]
         print(json.dumps(out, indent=2, sort_keys=True))
         return EXIT_OK
     print_streams(replies["streams"].get("streams", []), sys.stdout)
+    if "groups" in replies:
+        print_groups(replies["groups"].get("groups", []), sys.stdout)
     if "stats" in replies:
         print_stats(replies["stats"], sys.stdout)
     return EXIT_OK
@@ -219,7 +260,7 @@ STREAMS = Command(
 # --- output --------------------------------------------------------------------------------
 
 COLUMNS = ("STREAM", "STATE", "SIZE", "ENCODING", "FPS", "FRAMES", "MB", "AGE")
-_RIGHT = {"FPS", "FRAMES", "MB", "AGE"}
+_RIGHT = {"FPS", "FRAMES", "MB", "AGE", "CREDIT", "IN FLIGHT", "SENT", "SEEN"}
 
 
 def stream_row(s: Mapping[str, Any]) -> tuple[str, ...]:
@@ -262,6 +303,37 @@ def print_streams(streams: Sequence[Mapping[str, Any]], out: TextIO) -> None:
         print("no streams (no producer has sent a frame yet)", file=out)
         return
     print(format_table([stream_row(s) for s in streams]), file=out)
+
+
+GROUP_COLUMNS = ("GROUP", "WORKER", "CREDIT", "IN FLIGHT", "SENT", "SEEN")
+
+
+def print_groups(groups: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    """One line per worker, then each group's totals (frames handed out, skipped)."""
+    print("\nwork groups", file=out)
+    if not groups:
+        print("  none (no worker has joined a group)", file=out)
+        return
+    rows = [
+        (
+            str(g.get("group", "?")),
+            str(w.get("name", "?")),
+            str(w.get("credit", 0)),
+            str(w.get("in_flight", 0)),
+            str(w.get("sent", 0)),
+            format_age(float(w.get("age_s", 0.0))) + " ago",
+        )
+        for g in groups
+        for w in g.get("workers", [])
+    ]
+    print(format_table(rows, GROUP_COLUMNS), file=out)
+    for g in groups:
+        print(
+            f"  {g.get('group')}: {g.get('dispatched', 0)} frames handed out, "
+            f"{g.get('skipped', 0)} skipped (a newer frame came first), "
+            f"{g.get('waiting', 0)} streams waiting for a worker",
+            file=out,
+        )
 
 
 _STATS_ORDER = (

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
     PUBLISH_PORT,
+    WORK_PORT,
     bind_endpoint,
     parse_endpoint,
 )
@@ -35,27 +37,33 @@ class BrokerConfig:
     without a frame after which a stream leaves the registry (0 = never).
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
     queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
-    poll timeout, which bounds how long ``close()`` takes to take effect.
+    poll timeout, which bounds how long ``close()`` takes to take effect. ``work``: where
+    workers of work groups ask for frames; ``max_groups``, ``max_workers`` (per group)
+    bound them; a worker silent for ``worker_timeout`` seconds is dropped.
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
     publish: str = bind_endpoint(PUBLISH_PORT)
     control: str = bind_endpoint(CONTROL_PORT)
+    work: str = bind_endpoint(WORK_PORT)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     stale_after: float = DEFAULT_STALE_AFTER
     forget_after: float = DEFAULT_FORGET_AFTER
     log_stats: float = DEFAULT_LOG_STATS
     publish_hwm: int = DEFAULT_PUBLISH_HWM
     poll_ms: int = 100
+    max_groups: int = DEFAULT_MAX_GROUPS
+    max_workers: int = DEFAULT_MAX_WORKERS
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("ingest", "publish", "control"):
-            parse_endpoint(getattr(self, name))
-        fixed = [e for e in (self.ingest, self.publish, self.control) if not _any_port(e)]
+        endpoints = (self.ingest, self.publish, self.control, self.work)
+        for endpoint in endpoints:
+            parse_endpoint(endpoint)
+        fixed = [e for e in endpoints if not _any_port(e)]
         if len(set(fixed)) != len(fixed):
             raise ConfigError(
-                f"ingest, publish and control endpoints must differ: "
-                f"{self.ingest}, {self.publish}, {self.control}"
+                f"ingest, publish, control and work endpoints must differ: {', '.join(endpoints)}"
             )
         if self.max_message_size < 64:
             raise ConfigError(f"max_message_size must be >= 64 bytes: {self.max_message_size}")
@@ -74,6 +82,14 @@ class BrokerConfig:
             raise ConfigError(f"publish_hwm must be >= 1: {self.publish_hwm}")
         if not 1 <= self.poll_ms <= 1000:
             raise ConfigError(f"poll_ms must be within 1..1000: {self.poll_ms}")
+        for name in ("max_groups", "max_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1: {getattr(self, name)}")
+        if not self.worker_timeout >= 1:
+            raise ConfigError(
+                f"worker_timeout must be >= 1 second (workers ask every second): "
+                f"{self.worker_timeout}"
+            )
 
 
 def _any_port(endpoint: str) -> bool:

@@ -1,6 +1,6 @@
 """The broker service: ingest -> publish forwarding with a last value cache, and control.
 
-One thread runs one poll loop over four sockets:
+One thread runs one poll loop over five sockets:
 
 - ingest (SUB, bind, subscribed to everything, ``MAXMSGSIZE``): every message is checked
   on a view of the received buffer (no copy) with :func:`framebroker.protocol.peek_frame`
@@ -21,6 +21,10 @@ One thread runs one poll loop over four sockets:
 - control (ROUTER, bind): msgpack requests ``ping``/``streams``/``stats`` from REQ
   clients (envelope ``[id, b"", request]``) or DEALER clients (``[id, request]``); the
   reply goes back with the same envelope. A bad request gets ``ok=false``, never silence.
+- work (ROUTER, bind, protocol v1.2): workers of a *work group* ask for frames by
+  credit and each new frame goes to at most one idle worker per group
+  (:mod:`broker.work_port`, :mod:`broker.groups`); frames that arrive while every worker
+  is busy wait as their stream's newest, never in a queue.
 - a monitor of the ingest socket counts peer disconnects (read every 100 ms tick rather
   than polled: one socket less in every poll); libzmq disconnects a peer that sends more
   than ``MAXMSGSIZE``, so oversize messages show up there.
@@ -44,8 +48,10 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from broker.config import CONTROL_MAX_MESSAGE_SIZE, BrokerConfig
+from broker.groups import GroupInfo, WorkGroups
 from broker.registry import StreamInfo, StreamRegistry
 from broker.stats import BrokerStats, Counters, StatsLog
+from broker.work_port import WorkPort
 from framebroker import __version__
 from framebroker.errors import ProtocolError, TransportError
 from framebroker.protocol import (
@@ -74,6 +80,7 @@ class _Sockets:
     ingest: Socket
     publish: Socket
     control: Socket
+    work: Socket
     monitor: Socket
 
 
@@ -90,11 +97,25 @@ class Broker:
         self.ingest_endpoint = ""
         self.publish_endpoint = ""
         self.control_endpoint = ""
+        self.work_endpoint = ""
         self._registry = StreamRegistry(self.config.stale_after, self.config.forget_after)
         self._counters = Counters()
         self._rlog = RateLimitedLog(log)
         self._stats_log = StatsLog(self.config.log_stats) if self.config.log_stats else None
-        self._ops = {"ping": self._op_ping, "streams": self._op_streams, "stats": self._op_stats}
+        self._work = WorkPort(
+            WorkGroups(
+                max_groups=self.config.max_groups,
+                max_workers=self.config.max_workers,
+                worker_timeout=self.config.worker_timeout,
+            ),
+            self._rlog,
+        )
+        self._ops = {
+            "ping": self._op_ping,
+            "streams": self._op_streams,
+            "stats": self._op_stats,
+            "groups": self._op_groups,
+        }
         self._ctx: zmq.Context[Any] | None = None
         self._sockets: list[Socket] = []  # every socket made, for teardown
         self._io: _Sockets | None = None
@@ -122,10 +143,11 @@ class Broker:
             self._state = "started"
             self._started_ns = time.monotonic_ns()
         log.info(
-            "broker listening: ingest %s, publish %s, control %s (max message %d bytes)",
+            "broker listening: ingest %s, publish %s, control %s, work %s (max message %d bytes)",
             self.ingest_endpoint,
             self.publish_endpoint,
             self.control_endpoint,
+            self.work_endpoint,
             self.config.max_message_size,
         )
 
@@ -136,7 +158,9 @@ class Broker:
         control = self._add(
             make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE, heartbeat_ms=None)
         )
+        work = self._add(make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE))
         try:
+            self._work.attach(work)
             ingest.setsockopt(zmq.SUBSCRIBE, b"")
             publish.setsockopt(zmq.XPUB_VERBOSE, 1)
             monitor = self._add(ingest.get_monitor_socket(zmq.EVENT_DISCONNECTED))
@@ -145,7 +169,8 @@ class Broker:
         self.ingest_endpoint = bind(ingest, cfg.ingest)
         self.publish_endpoint = bind(publish, cfg.publish)
         self.control_endpoint = bind(control, cfg.control)
-        return _Sockets(ingest, publish, control, monitor)
+        self.work_endpoint = bind(work, cfg.work)
+        return _Sockets(ingest, publish, control, work, monitor)
 
     def _add(self, sock: Socket) -> Socket:
         self._sockets.append(sock)
@@ -233,17 +258,22 @@ class Broker:
             live=live,
             stale=stale,
             forgotten=self._registry.forgotten,
+            work=self._work.counters(),
         )
 
     def streams(self) -> list[StreamInfo]:
         """Every known stream, sorted by id; callable from any thread."""
         return self._registry.snapshot()
 
+    def groups(self) -> list[GroupInfo]:
+        """Every work group with its workers, sorted by name; callable from any thread."""
+        return self._work.snapshot(time.monotonic_ns())
+
     # --- the loop --------------------------------------------------------------------
 
     def _loop(self, io: _Sockets) -> None:
         poller = zmq.Poller()
-        for sock in (io.ingest, io.publish, io.control):  # the monitor: on the tick
+        for sock in (io.ingest, io.publish, io.control, io.work):  # the monitor: on the tick
             poller.register(sock, zmq.POLLIN)
         timeout = self.config.poll_ms
         next_tick = time.monotonic_ns() + TICK_NS
@@ -253,6 +283,7 @@ class Broker:
             io.ingest: lambda: self._drain_ingest(io),
             io.publish: lambda: self._drain_subscriptions(io.publish),
             io.control: lambda: self._serve_control(io.control),
+            io.work: lambda: self._work.serve(time.monotonic_ns()),
         }
         poll = poller.poll
         while not self._stop.is_set():
@@ -263,6 +294,7 @@ class Broker:
                 next_tick = now + TICK_NS
                 self._drain_monitor(io.monitor)
                 self._registry.expire(now)
+                self._work.expire(now)
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())
@@ -275,6 +307,8 @@ class Broker:
         lookup, needs_check, touch = registry.lookup, registry.needs_check, registry.touch
         now = time.monotonic_ns()  # one reading per batch: a batch takes well under 1 ms
         c = self._counters
+        work = self._work
+        groups = work.groups
         for _ in range(INGEST_BATCH):
             try:
                 frame = recv(zmq.NOBLOCK, copy=False)
@@ -294,9 +328,11 @@ class Broker:
             c.bytes_in += size
             c.frames_out += 1
             if header is not None:
-                registry.observe(header, size, now, frame)
+                entry = registry.observe(header, size, now, frame)
             elif entry is not None:
                 touch(entry, peeked["seq"], size, now, frame)
+            if groups and entry is not None:
+                work.offer(entry)
 
     def _drop(self, exc: ProtocolError, size: int) -> None:
         self._counters.count_malformed(exc.kind)
@@ -389,3 +425,6 @@ class Broker:
 
     def _op_stats(self) -> bytes:
         return encode_reply(**self.stats().to_map())
+
+    def _op_groups(self) -> bytes:
+        return encode_reply(groups=[info.to_map() for info in self.groups()])

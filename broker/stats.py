@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,10 +69,26 @@ class BrokerStats:
     streams_stale: int
     streams_forgotten: int
     malformed_by_kind: dict[str, int] = field(default_factory=dict)
+    # work groups (protocol v1.2): see broker.work_port.WorkPort.counters
+    groups: int = 0
+    workers: int = 0
+    work_requests: int = 0
+    work_errors: int = 0
+    work_sent: int = 0
+    work_unreachable: int = 0
+    workers_joined: int = 0
+    workers_left: int = 0
 
     @classmethod
     def from_counters(
-        cls, c: Counters, *, uptime_s: float, live: int, stale: int, forgotten: int
+        cls,
+        c: Counters,
+        *,
+        uptime_s: float,
+        live: int,
+        stale: int,
+        forgotten: int,
+        work: Mapping[str, int] | None = None,
     ) -> BrokerStats:
         return cls(
             uptime_s=round(uptime_s, 3),
@@ -89,6 +106,7 @@ class BrokerStats:
             streams_stale=stale,
             streams_forgotten=forgotten,
             malformed_by_kind=dict(c.malformed_by_kind),
+            **(work or {}),
         )
 
     def to_map(self) -> dict[str, Any]:

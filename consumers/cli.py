@@ -72,7 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "site1/ or site1/* (a group), * (all)",
     )
     add_option(parser, "--name", default=None, help="consumer name in results (default HOST-PID)")
-    add_broker_options(parser, "publish", "results")
+    add_option(
+        parser,
+        "--group",
+        default=None,
+        metavar="NAME",
+        help="join this work group: its workers share the streams' frames, each frame goes "
+        "to one worker, always the newest one nobody has taken (default: every frame, fan-out)",
+    )
+    add_broker_options(parser, "publish", "results", "work")
     add_option(
         parser,
         "--acked-results",
@@ -94,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         default=1,
         type=parse_workers,
-        help="worker processes, each gets every frame and is named NAME-i",
+        help="worker processes named NAME-i; each gets every frame, or with --group, "
+        "each joins the group",
     )
     add_option(parser, "--duration", type=parse_positive, help="stop after this many seconds")
     add_option(
@@ -124,6 +133,8 @@ def build_config(args: argparse.Namespace) -> ConsumerConfig:
         fps=args.fps,
         workers=args.workers,
         duration=args.duration,
+        group=args.group or None,
+        work=resolve_endpoint(args, "work"),
     )
 
 

@@ -7,9 +7,16 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from framebroker.config import PUBLISH_PORT, RESULTS_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import (
+    PUBLISH_PORT,
+    RESULTS_PORT,
+    WORK_PORT,
+    connect_endpoint,
+    parse_endpoint,
+)
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.protocol import subscription_for
+from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
 DEFAULT_AGES_KEPT = 1000  # recent frame ages kept for stats
@@ -45,6 +52,9 @@ class ConsumerConfig:
     it they are PUSHed to ``results`` at-most-once. The CLI sets it by default.
     ``streams`` are patterns: ``"cam1"`` exactly, ``"site1/"`` or ``"site1/*"`` a group,
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
+    ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
+    subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
+    time and gets the newest frame no other worker of the group has taken.
     """
 
     name: str = field(default_factory=default_name)
@@ -57,6 +67,8 @@ class ConsumerConfig:
     duration: float | None = None
     result_buffer: int = DEFAULT_RESULT_BUFFER
     ages_kept: int = DEFAULT_AGES_KEPT
+    group: str | None = None
+    work: str = connect_endpoint("127.0.0.1", WORK_PORT)
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -75,12 +87,28 @@ class ConsumerConfig:
             except ProtocolError as exc:
                 raise ConfigError(f"bad stream pattern {pattern!r}: {exc}") from None
         object.__setattr__(self, "streams", streams)
+        if self.group is not None:
+            self._check_group(streams)
         _check_positive("fps", self.fps)
         _check_positive("duration", self.duration)
         for name in ("workers", "result_buffer", "ages_kept"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, not {value!r}")
+
+    def _check_group(self, streams: tuple[str, ...]) -> None:
+        try:
+            validate_group(self.group or "")
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
+        parse_endpoint(self.work)
+        if self.fps is not None:
+            raise ConfigError(
+                "--fps does not apply to a work group: the group's workers share the frames "
+                "(run fewer workers to process fewer)"
+            )
+        if len(streams) > MAX_GROUP_PATTERNS:
+            raise ConfigError(f"a worker takes at most {MAX_GROUP_PATTERNS} stream patterns")
 
     def subscriptions(self) -> list[bytes]:
         """The SUB prefixes for ``streams``."""

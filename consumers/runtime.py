@@ -6,6 +6,10 @@
                                                                           |
                         PUSH or DEALER with acknowledgements (NOBLOCK) <-- ResultMessage
 
+With ``config.group`` set the consumer is a worker of a work group instead: no SUB and no
+receive thread; ``run()`` asks the broker's work port for one frame at a time through a
+:class:`~consumers.work_client.WorkClient` and processes what comes.
+
 ``start()`` connects the sockets, ``run()`` blocks (starting the receive thread) until
 ``close()`` is called from another thread or ``duration`` passes, ``close()`` stops it
 within ~100 ms. ``run_in_thread()`` does start() and runs run() in a thread.
@@ -28,6 +32,7 @@ from consumers.receiver import Receiver
 from consumers.results import AckedSender, ResultSender, Sender
 from consumers.slots import LatestSlots
 from consumers.stats import ConsumerStats
+from consumers.work_client import WorkClient
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
@@ -66,6 +71,8 @@ class Consumer:
         self._context = context
         self._owns_context = context is None
         self._sub: zmq.Socket[Any] | None = None
+        self._dealer: zmq.Socket[Any] | None = None
+        self._work: WorkClient | None = None
         self._push: zmq.Socket[Any] | None = None
         self._sender: Sender | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
@@ -92,10 +99,22 @@ class Consumer:
     def _open_sockets(self) -> None:
         if self._context is None:
             self._context = zmq.Context()
-        self._sub = make_socket(self._context, zmq.SUB)
-        for prefix in self.config.subscriptions():
-            self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
-        connect(self._sub, self.config.publish)
+        if self.config.group is None:
+            self._sub = make_socket(self._context, zmq.SUB)
+            for prefix in self.config.subscriptions():
+                self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            connect(self._sub, self.config.publish)
+        else:
+            self._dealer = make_socket(self._context, zmq.DEALER, linger_ms=0)
+            connect(self._dealer, self.config.work)
+            self._work = WorkClient(
+                self._dealer,
+                group=self.config.group,
+                streams=self.config.streams,
+                name=self.name,
+                stats=self.stats,
+                bad_input=self._bad_input,
+            )
         if self.config.acked_results is not None:
             self._push = make_socket(
                 self._context,
@@ -121,7 +140,9 @@ class Consumer:
             self.name,
             processor_name(self.processor),
             ",".join(self.config.streams),
-            self.config.publish,
+            self.config.publish
+            if self.config.group is None
+            else f"{self.config.work} as a worker of group {self.config.group}",
             self.config.acked_results or self.config.results or "nowhere",
         )
 
@@ -135,35 +156,45 @@ class Consumer:
             if self._state != "started":
                 return  # closed before it ran
             self._state = "running"
-        assert self._sub is not None
-        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
-        thread = threading.Thread(
-            target=receiver.run, args=(self._stop,), name=f"{self.name}-receive", daemon=True
-        )
-        thread.start()
+        receiver, thread = self._start_receiver()
         try:
             self._loop(thread)
         finally:
             self._stop.set()
             self._slots.close()
-            thread.join()
+            if thread is not None:
+                thread.join()
+            if self._work is not None:
+                self._work.leave()
             if self._sender is not None:
                 self._sender.flush(ACK_WAIT_S)
             with self._state_lock:
                 self._teardown()
             log.info("consumer %s stopped: %s", self.name, self.stats.summary())
-        if receiver.error is not None:
+        if receiver is not None and receiver.error is not None:
             raise TransportError(f"consumer {self.name}: receiving failed: {receiver.error}")
 
-    def _loop(self, receive_thread: threading.Thread) -> None:
+    def _start_receiver(self) -> tuple[Receiver | None, threading.Thread | None]:
+        """The receive thread that fills the slots (none for a worker of a group)."""
+        if self._sub is None:
+            return None, None
+        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
+        thread = threading.Thread(
+            target=receiver.run, args=(self._stop,), name=f"{self.name}-receive", daemon=True
+        )
+        thread.start()
+        return receiver, thread
+
+    def _loop(self, receive_thread: threading.Thread | None) -> None:
         duration = self.config.duration
         deadline = None if duration is None else time.monotonic() + duration
+        take = self._slots.take if self._work is None else self._work.take
         while not self._stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if not receive_thread.is_alive():
+            if receive_thread is not None and not receive_thread.is_alive():
                 break
-            frame = self._slots.take(timeout=TAKE_TIMEOUT)
+            frame = take(TAKE_TIMEOUT)
             if frame is not None:
                 self.process(frame)
             if self._sender is not None:
@@ -237,10 +268,11 @@ class Consumer:
     def _teardown(self) -> None:
         """Close sockets (and the context if ours). Call with the state lock held."""
         self._state = "closed"
-        for sock in (self._sub, self._push):
+        for sock in (self._sub, self._dealer, self._push):
             if sock is not None:
                 sock.close()
-        self._sub = self._push = None
+        self._sub = self._dealer = self._push = None
+        self._work = None
         self._sender = None
         if self._owns_context and self._context is not None:
             self._context.term()

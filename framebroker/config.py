@@ -23,6 +23,7 @@ PUBLISH_PORT = 5556
 RESULTS_PORT = 5557
 CONTROL_PORT = 5558
 ACKED_RESULTS_PORT = 5559  # v1.1: results the sink acknowledges once stored
+WORK_PORT = 5560  # v1.2: workers of a work group ask the broker for frames
 
 _ENDPOINT = re.compile(
     r"(tcp://[^\s:]+:(\d+|\*)|tcp://\[[0-9a-fA-F:.]+\]:(\d+|\*)|ipc://\S+|inproc://\S+)\Z"
@@ -157,7 +158,7 @@ def acked_endpoint(results: str) -> str:
 def add_broker_options(parser: argparse.ArgumentParser, *endpoints: str) -> None:
     """Client-side options: ``--broker HOST`` plus explicit endpoint overrides.
 
-    ``endpoints`` names which of "ingest", "publish", "results", "control" this client
+    ``endpoints`` names which of "ingest", "publish", "results", "control", "work" this client
     uses; each gets ``--<name> ENDPOINT`` defaulting to ``tcp://<broker>:<port>``.
     Resolve them with :func:`resolve_endpoint`.
     """
@@ -182,6 +183,7 @@ _PORTS = {
     "publish": PUBLISH_PORT,
     "results": RESULTS_PORT,
     "control": CONTROL_PORT,
+    "work": WORK_PORT,
 }
 
 

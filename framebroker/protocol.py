@@ -351,7 +351,7 @@ def decode_ack(data: bytes | memoryview) -> list[int]:
 
 # --- control: request/reply maps on the broker's control port ---------------------------
 
-CONTROL_OPS = ("ping", "streams", "stats")
+CONTROL_OPS = ("ping", "streams", "stats", "groups")  # "groups": v1.2
 
 
 def encode_request(op: str, **args: Any) -> bytes:

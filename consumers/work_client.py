@@ -1,0 +1,118 @@
+"""WorkClient: the worker's side of a work group (protocol v1.2), on a DEALER socket.
+
+Instead of subscribing to every frame, a worker asks the broker for one frame when it is
+idle and gets the newest frame nobody else in its group has taken::
+
+    take(): send "ready" (credit 1, frames received so far) --> broker work port
+            <-- one frame message (the newest unclaimed frame of a stream it matches)
+    process it, then take() again: the next request goes out at once
+
+While nothing arrives the request is repeated every ``HEARTBEAT_S`` (it grants nothing
+twice: the broker counts frames in flight against the credit), which also tells the
+broker the worker is alive and re-joins it after a broker restart. Because frames are
+only sent on request, at most one frame is ever on its way to the worker: a slow network
+link never builds a backlog. Runs in the consumer's processing thread (no thread of its
+own); it owns no socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import zmq
+
+from consumers.frame import Frame
+from consumers.stats import ConsumerStats
+from framebroker.errors import ProtocolError
+from framebroker.protocol import decode_frame, decode_reply
+from framebroker.ratelimit import RateLimitedLog
+from framebroker.work_protocol import WorkRequest, encode_work_request, is_reply
+
+log = logging.getLogger("framebroker.consumer")
+
+HEARTBEAT_S = 1.0  # an idle worker repeats its request this often
+CREDIT = 1  # frames asked for at a time: one, so the frame started on is the newest
+
+
+class WorkClient:
+    """Asks for frames of ``streams`` as a worker of ``group`` named ``name``."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        *,
+        group: str,
+        streams: tuple[str, ...],
+        name: str,
+        stats: ConsumerStats,
+        bad_input: RateLimitedLog,
+    ) -> None:
+        self._sock = sock
+        self._stats = stats
+        self._bad_input = bad_input
+        self._group = group
+        self._streams = streams
+        self._name = name
+        self.received = 0  # frames received from the broker on this socket
+        self.refused = 0  # error replies from the broker (e.g. group full)
+        self._asked_at: float | None = None  # None: ask at the next take()
+
+    def take(self, timeout: float) -> Frame | None:
+        """Ask if due, then wait up to ``timeout`` seconds for a frame; None if none came."""
+        now = time.monotonic()
+        if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
+            self._ask(now)
+        if not self._sock.poll(int(timeout * 1000)):
+            return None
+        message = self._sock.recv(zmq.NOBLOCK, copy=False)
+        data = message.buffer
+        if is_reply(data):
+            self._refused(data)
+            return None
+        self.received += 1
+        self._stats.received += 1
+        self._asked_at = None  # the frame used up the credit: ask again when idle
+        try:
+            decoded = decode_frame(data)
+        except ProtocolError as exc:
+            self._stats.malformed += 1
+            self._bad_input.warning(
+                "malformed", "dropped malformed message (%d bytes): %s", len(data), exc
+            )
+            return None
+        return Frame.from_message(decoded, time.time_ns())
+
+    def leave(self) -> None:
+        """Tell the broker this worker is gone (best effort, never blocks)."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send(encode_work_request(WorkRequest(op="leave")), zmq.NOBLOCK)
+
+    def _ask(self, now: float) -> None:
+        request = WorkRequest(
+            op="ready",
+            group=self._group,
+            streams=self._streams,
+            credit=CREDIT,
+            received=self.received,
+            name=self._name,
+        )
+        with contextlib.suppress(zmq.Again):  # not connected yet: the next heartbeat
+            self._sock.send(encode_work_request(request), zmq.NOBLOCK)
+        self._asked_at = now
+
+    def _refused(self, data: memoryview) -> None:
+        self.refused += 1
+        try:
+            reason = decode_reply(data).get("error", "no reason given")
+        except ProtocolError as exc:
+            reason = f"an unreadable reply ({exc})"
+        self._bad_input.warning(
+            "refused",
+            "the broker refused worker %s in group %s: %s",
+            self._name,
+            self._group,
+            reason,
+        )
