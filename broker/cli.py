@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from broker.config import (
+    AUTO,
     DEFAULT_FORGET_AFTER,
     DEFAULT_LOG_STATS,
     DEFAULT_PUBLISH_HWM,
@@ -58,7 +59,6 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         ("ingest", INGEST_PORT, "producers connect here (SUB)"),
         ("publish", PUBLISH_PORT, "consumers subscribe here (XPUB)"),
         ("control", CONTROL_PORT, "`framebroker streams` asks here (ROUTER)"),
-        ("work", WORK_PORT, "workers of work groups (`consume --group`) ask here (ROUTER)"),
     )
     for name, port, what in endpoints:
         add_option(
@@ -69,6 +69,15 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="ENDPOINT",
             help=f"{name} endpoint to bind; {what}",
         )
+    add_option(
+        parser,
+        "--work",
+        default=AUTO,
+        type=lambda text: text if text == AUTO else parse_endpoint(text),
+        metavar="ENDPOINT",
+        help=f"work endpoint to bind; workers of work groups (`consume --group`) ask here "
+        f"(ROUTER); auto: the control port + 2 (tcp://*:{WORK_PORT})",
+    )
     add_option(
         parser,
         "--max-message-size",

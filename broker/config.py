@@ -9,12 +9,13 @@ from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
     PUBLISH_PORT,
-    WORK_PORT,
     bind_endpoint,
     parse_endpoint,
+    work_endpoint,
 )
 from framebroker.errors import ConfigError
 
+AUTO = "auto"  # work: the control endpoint's port + 2 (5558 -> 5560), see work_endpoint
 DEFAULT_MAX_MESSAGE_SIZE = 64 << 20  # 64 MiB: a raw 4K BGR frame is ~25 MB
 DEFAULT_STALE_AFTER = 3.0
 DEFAULT_FORGET_AFTER = 3600.0
@@ -38,14 +39,15 @@ class BrokerConfig:
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
     queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
     poll timeout, which bounds how long ``close()`` takes to take effect. ``work``: where
-    workers of work groups ask for frames; ``max_groups``, ``max_workers`` (per group)
+    workers of work groups ask for frames ("auto": the control port + 2, so 5560 by
+    default and a free port when control binds port 0); ``max_groups``, ``max_workers`` (per group)
     bound them; a worker silent for ``worker_timeout`` seconds is dropped.
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
     publish: str = bind_endpoint(PUBLISH_PORT)
     control: str = bind_endpoint(CONTROL_PORT)
-    work: str = bind_endpoint(WORK_PORT)
+    work: str = AUTO
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     stale_after: float = DEFAULT_STALE_AFTER
     forget_after: float = DEFAULT_FORGET_AFTER
@@ -57,6 +59,8 @@ class BrokerConfig:
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
 
     def __post_init__(self) -> None:
+        if self.work == AUTO:
+            object.__setattr__(self, "work", work_endpoint(self.control))
         endpoints = (self.ingest, self.publish, self.control, self.work)
         for endpoint in endpoints:
             parse_endpoint(endpoint)

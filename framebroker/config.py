@@ -144,14 +144,28 @@ def acked_endpoint(results: str) -> str:
     TCP: the same host, port + 2 (5557 -> 5559; port 0 or ``*`` stays as it is).
     ``ipc://PATH`` -> ``ipc://PATH.acked``, ``inproc://NAME`` -> ``inproc://NAME.acked``.
     """
-    parse_endpoint(results)
-    if not results.startswith("tcp://"):
-        return results + ".acked"
-    host, port = results.rsplit(":", 1)
+    return _sibling(results, "acked", "acknowledged results")
+
+
+def work_endpoint(control: str) -> str:
+    """The broker's work endpoint that goes with its control endpoint (protocol v1.2).
+
+    TCP: the same host, port + 2 (5558 -> 5560; port 0 or ``*`` stays as it is).
+    ``ipc://PATH`` -> ``ipc://PATH.work``, ``inproc://NAME`` -> ``inproc://NAME.work``.
+    """
+    return _sibling(control, "work", "work")
+
+
+def _sibling(endpoint: str, suffix: str, what: str) -> str:
+    """The endpoint 2 ports above ``endpoint`` (or with ``.suffix`` for ipc/inproc)."""
+    parse_endpoint(endpoint)
+    if not endpoint.startswith("tcp://"):
+        return f"{endpoint}.{suffix}"
+    host, port = endpoint.rsplit(":", 1)
     if port in ("*", "0"):
-        return results
+        return endpoint
     if int(port) + 2 > 65535:
-        raise ConfigError(f"no acknowledged results port after {results} (port + 2 > 65535)")
+        raise ConfigError(f"no {what} port after {endpoint} (port + 2 > 65535)")
     return f"{host}:{int(port) + 2}"
 
 

@@ -104,6 +104,19 @@ class Host:
         """Plug (up) or unplug (down) this host's network cable."""
         ip("-n", self.netns, "link", "set", self.device, "up" if up else "down")
 
+    def throttle(self, rate: str, *, burst: str = "32kb", latency: str = "100ms") -> None:
+        """Make this host's cable slow towards the host (a token bucket: ``tc ... tbf``).
+
+        Shapes what the switch sends to the host (downloads), e.g. ``rate="4mbit"``: the
+        host's own sending is untouched. Needs ``tc`` (iproute2); netem is not required.
+        """
+        port = f"{self.device}s"
+        subprocess.run(
+            ["ip", "netns", "exec", self.net.switch, "tc", "qdisc", "add", "dev", port,
+             "root", "tbf", "rate", rate, "burst", burst, "latency", latency],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+
 
 class Network:
     """Hosts ``names`` on one switch; ``aliases`` maps extra host names to hosts."""
