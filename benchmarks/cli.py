@@ -25,7 +25,7 @@ from benchmarks import docs, machine
 from benchmarks.procs import ROOT
 from benchmarks.report import Options, Result
 
-SCENARIOS = ("freshness", "throughput", "latency", "scale", "codec")
+SCENARIOS = ("freshness", "throughput", "latency", "scale", "codec", "groups")
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"
 
@@ -34,7 +34,7 @@ def make_argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="framebroker against direct PUB->SUB, zmq.proxy and imagezmq: freshness, "
-        "throughput, latency, scale and JPEG codec.",
+        "throughput, latency, scale, JPEG codec, and work groups against fan-out.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes for CI (well under a minute)"

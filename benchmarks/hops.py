@@ -28,6 +28,7 @@ class Hop:
     subscribe_to: str  # the endpoint subscribers connect to
     middle: Child | None = None
     control: str | None = None
+    work: str | None = None  # ours: where workers of a work group ask for frames
 
     def cpu_seconds(self) -> float:
         return self.middle.cpu_seconds() if self.middle is not None else 0.0
@@ -53,12 +54,14 @@ def setup(ch: Children, kind: str, transport: str = "tcp") -> Hop:
         return Hop(kind, transport, {"connect": [ingest]}, publish, child)
     if kind != "ours":
         raise ValueError(f"unknown hop {kind!r}")
-    ctl = ch.endpoint("tcp")
+    ctl, work = ch.endpoint("tcp"), ch.endpoint(transport)
     child = ch.framebroker(
-        "broker", "broker", "--ingest", ingest, "--publish", publish, "--control", ctl
+        "broker",
+        *("broker", "--ingest", ingest, "--publish", publish),
+        *("--control", ctl, "--work", work),
     )
     _wait_for_broker(child, ctl)
-    return Hop(kind, transport, {"connect": [ingest]}, publish, child, ctl)
+    return Hop(kind, transport, {"connect": [ingest]}, publish, child, ctl, work)
 
 
 def _wait_for_broker(child: Child, endpoint: str, timeout: float = 20.0) -> None:

@@ -1,7 +1,11 @@
-"""The freshness roles: our Consumer and imagezmq, both 100 ms per frame (see roles.py)."""
+"""The 100 ms-per-frame roles: our Consumer (fan-out or a work group's worker) and imagezmq.
+
+See roles.py for how roles run; these are the ones that need the project's consumer.
+"""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +51,42 @@ def fresh_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     except Stop:
         consumer.close()
     return {"samples": samples, "stats": consumer.stats.summary()}
+
+
+def work_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
+    """Our Consumer, 100 ms per frame, fan-out or (with ``group``) a work group's worker.
+
+    Records (monotonic time, stream, seq, age ms) of every frame it starts on; ``c.n``
+    counts frames processed and ``c.extra`` frames received, for the parent's marks.
+    """
+    from consumers import Consumer, ConsumerConfig
+
+    samples: list[tuple[float, str, int, float]] = []
+    consumer: Consumer | None = None
+
+    def process(frame: Any) -> None:
+        samples.append(
+            (time.monotonic(), frame.stream, frame.seq, (time.time_ns() - frame.t_capture) / 1e6)
+        )
+        c.n += 1
+        c.extra = consumer.stats.received if consumer is not None else 0
+        _slow_work()
+
+    config = ConsumerConfig(
+        name=a["consumer"],
+        publish=a["publish"],
+        work=a["work"],
+        group=a.get("group"),
+        results=None,
+        streams=(a["pattern"],),
+    )
+    consumer = Consumer(config, process)
+    # SIGTERM closes the consumer (raising Stop in the processor would count as its failure)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.close() if consumer else None)
+    consumer.start()
+    say_ready()
+    consumer.run()
+    return {"samples": samples}
 
 
 def _pattern(label: str, fps: float, size: tuple[int, int]) -> Callable[[], Any]:
@@ -121,4 +161,6 @@ def izmq_hub(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     return {"samples": samples}
 
 
-ROLES: dict[str, Role] = {f.__name__: f for f in (fresh_consumer, izmq_sender, izmq_hub)}
+ROLES: dict[str, Role] = {
+    f.__name__: f for f in (fresh_consumer, work_consumer, izmq_sender, izmq_hub)
+}

@@ -133,3 +133,30 @@ def _save(fig: Any, plt: Any, path: Path) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path.name
+
+
+def groups(runs: dict[str, dict[int, dict[str, Any]]], out: Path) -> list[str]:
+    """Distinct frames processed per second and frame age vs consumers: group vs fan-out."""
+    plt = _pyplot()
+    if plt is None:
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    styles = {"group": ("tab:blue", "o-"), "fan-out": ("tab:grey", "s--")}
+    for mode, by_n in runs.items():
+        xs = sorted(by_n)
+        colour, style = styles[mode]
+        left.plot(xs, [by_n[x]["unique_per_s"] for x in xs], style, color=colour, label=mode)
+        right.plot(xs, [by_n[x]["age_p99_ms"] for x in xs], style, color=colour, label=mode)
+    xs = sorted(next(iter(runs.values())))
+    one = runs["group"][xs[0]]["unique_per_s"]
+    left.plot(xs, [one * x for x in xs], ":", color="black", lw=0.8, label="linear")
+    left.set_xlabel("consumers (100 ms per frame each)")
+    left.set_ylabel("distinct frames processed per second")
+    right.axhline(1000 / 30 + 10, color="grey", lw=0.8, ls="--", label="period + 10 ms")
+    right.set_xlabel("consumers")
+    right.set_ylabel("frame age at processing start, p99 (ms)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    return [_save(fig, plt, out / "groups.png")]
