@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from framebroker.config import work_endpoint
 from framebroker.control import request
 from framebroker.errors import TransportError
 from tests.conftest import ROOT, CliProcesses, free_port, require, wait_for
@@ -266,3 +267,44 @@ def test_client_reports_a_missing_broker(client):
     listed = run(command, "streams", "--control", nobody, "--timeout", "0.5")
     assert listed.returncode == 1
     assert "no reply" in listed.stderr
+
+
+def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_path):
+    """A JavaScript worker joins a work group (protocol v1.2) beside a Python one."""
+    stream, group = STREAMS["jpeg"], "mixed"
+    work = work_endpoint(cluster.control)
+    procs = CliProcesses(tmp_path)
+    try:
+        procs.start(
+            *("consume", "stats", "--group", group, "--streams", stream, "--name", "py-worker"),
+            *("--work", work, "--results", cluster.results, "--publish", cluster.publish),
+        )
+        worker = run(
+            js_client,
+            *("work", "--group", group, "--stream", stream, "--name", "js-worker"),
+            *("--work", work, "--results", cluster.results, "--count", str(N), "--timeout", "15"),
+        )
+        groups = request(cluster.control, "groups")["groups"]
+        stats = request(cluster.control, "stats")
+    finally:
+        procs.stop_all()
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    assert f"{N} frames decoded, 0 malformed, 0 duplicates" in worker.stderr, worker.stderr
+    frames = [json.loads(line) for line in worker.stdout.splitlines()]
+    seqs = [f["seq"] for f in frames]
+    assert len(frames) == N and seqs == sorted(set(seqs)), seqs
+    # the JS worker has left (it says `leave` when done); the Python one is still there
+    assert [(g["group"], [w["name"] for w in g["workers"]]) for g in groups] == [
+        (group, ["py-worker"])
+    ]
+    assert stats["workers_joined"] >= 2 and stats["workers_left"] >= 1
+
+    def all_results_stored():
+        """the sink stored the JS worker's results"""
+        return len(stored_results(cluster.db, "js-worker")) >= N
+
+    wait_for(all_results_stored, timeout=10)
+    js = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "js-worker")}
+    py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "py-worker")}
+    assert py, "the Python worker processed nothing"
+    assert not js & py, f"frames processed by both workers of one group: {sorted(js & py)}"

@@ -242,3 +242,21 @@ def test_a_worker_tells_replies_from_frames_by_the_first_byte() -> None:
     assert is_reply(encode_request("ping"))
     assert not is_reply(b"cam1\x00\x01....")
     assert not is_reply(b"")
+
+
+def test_spec_work_request_example_matches_the_encoder() -> None:
+    """The hex dumps in docs/protocol.md ("Work groups") are what the encoder produces."""
+    import pathlib
+    import re
+
+    spec = (pathlib.Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    section = spec.split("## Work groups", 1)[1].split("\n## ", 1)[0]
+    dump = section.split("Example: worker `w1`", 1)[1].split("```")[1]
+    data = bytes.fromhex(" ".join(re.findall(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} ?)+)", dump, re.M)))
+    request = WorkRequest(
+        op="ready", group="detect", streams=("site1/",), credit=1, received=41, name="w1"
+    )
+    assert data == encode_work_request(request)
+    assert decode_work_request(data) == request
+    leave = re.search(r"And `leave`, 15 bytes: `([0-9a-f ]+)`", section)
+    assert leave and bytes.fromhex(leave[1]) == encode_work_request(WorkRequest(op="leave"))

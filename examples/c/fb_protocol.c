@@ -223,7 +223,8 @@ fb_kind fb_decode_request(const unsigned char *m, size_t n, msgpack_unpacked *up
     fb_kind kind = check_version(&up->data, &version[0], &version[1]);
     if (kind != FB_OK) return kind;
     if (!get_str(&up->data, "op", op)) return FB_INVALID;
-    if (!fb_str_eq(*op, "ping") && !fb_str_eq(*op, "streams") && !fb_str_eq(*op, "stats")) return FB_INVALID;
+    if (!fb_str_eq(*op, "ping") && !fb_str_eq(*op, "streams") && !fb_str_eq(*op, "stats") &&
+        !fb_str_eq(*op, "groups")) return FB_INVALID;
     return FB_OK;
 }
 

@@ -68,7 +68,7 @@ const char *fb_payload_check(const fb_frame *frame);
 
 fb_kind fb_decode_result(const unsigned char *msg, size_t len, msgpack_unpacked *up, fb_result *out);
 
-/* A control request: on success *op is the op ("ping", "streams" or "stats"). */
+/* A control request: on success *op is the op ("ping", "streams", "stats" or "groups"). */
 fb_kind fb_decode_request(const unsigned char *msg, size_t len, msgpack_unpacked *up, fb_str *op,
                           uint64_t version[2]);
 

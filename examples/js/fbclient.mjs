@@ -2,10 +2,12 @@
 // fbclient.mjs: a framebroker client on Node.js (zeromq + @msgpack/msgpack), from docs/protocol.md.
 //
 //   node fbclient.mjs subscribe --stream ID [--broker HOST] [--name NAME] [--count N]
+//   node fbclient.mjs work --group NAME --stream PATTERN [--broker HOST] [--name NAME] [--count N]
 //   node fbclient.mjs streams [--broker HOST] [--json]
 //   node fbclient.mjs vectors DIR
 //
-// Same behaviour and output as examples/c/fbclient (see its header comment).
+// Same behaviour and output as examples/c/fbclient (see its header comment); `work` (a worker of
+// a work group, protocol v1.2) is this client's only: same output as `subscribe`.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
@@ -21,16 +23,20 @@ import {
   decodeResult,
   encodeRequest,
   encodeResult,
+  encodeWorkRequest,
   frameView,
+  isReply,
   payloadCheck,
   toPlain,
 } from "./protocol.mjs";
 
 const USAGE = `usage: node fbclient.mjs subscribe --stream ID [--name NAME] [--count N] [--timeout SECONDS]
                                    [--broker HOST | --publish EP --results EP]
+       node fbclient.mjs work --group NAME --stream PATTERN [--name NAME] [--count N] [--timeout SECONDS]
+                              [--broker HOST | --work EP --results EP]
        node fbclient.mjs streams [--broker HOST | --control EP] [--json] [--timeout SECONDS]
        node fbclient.mjs vectors DIR
-endpoints default to tcp://127.0.0.1:5556 (publish), :5557 (results), :5558 (control)`;
+endpoints default to tcp://127.0.0.1:5556 (publish), :5557 (results), :5558 (control), :5560 (work)`;
 
 function parseOptions(args) {
   const o = {
@@ -38,6 +44,8 @@ function parseOptions(args) {
     publish: "tcp://127.0.0.1:5556",
     results: "tcp://127.0.0.1:5557",
     control: "tcp://127.0.0.1:5558",
+    work: "tcp://127.0.0.1:5560",
+    group: null,
     name: "js-client",
     count: 0,
     timeout: 10,
@@ -52,7 +60,9 @@ function parseOptions(args) {
     const value = args[++i];
     if (flag === "--broker" && value !== undefined) {
       // every port on one host, default port numbers
-      [o.publish, o.results, o.control] = [5556, 5557, 5558].map((p) => `tcp://${value}:${p}`);
+      [o.publish, o.results, o.control, o.work] = [5556, 5557, 5558, 5560].map(
+        (p) => `tcp://${value}:${p}`,
+      );
       continue;
     }
     const key = flag.replace(/^--/, "");
@@ -63,6 +73,68 @@ function parseOptions(args) {
 }
 
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+
+const newCounts = () => ({ decoded: 0, malformed: 0, duplicates: 0, badPayload: 0, sent: 0, unsent: 0 });
+
+// One frame message: decode and check it, push a result to the sink, print a JSON line.
+async function handleFrame(msg, o, n, push, last) {
+  const tStart = nowNs();
+  const began = process.hrtime.bigint();
+  let frame;
+  try {
+    frame = decodeFrame(msg);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    n.malformed++;
+    console.error(`fbclient.mjs: dropped a malformed frame message (${err.kind}, ${msg.length} bytes)`);
+    return;
+  }
+  const h = frame.header;
+  const previous = last[h.stream];
+  if (previous && h.session === previous.session && h.seq <= previous.seq) {
+    n.duplicates++; // the broker's newest-frame re-send, seen twice
+    return;
+  }
+  last[h.stream] = { session: h.session, seq: h.seq };
+  const check = payloadCheck(frame);
+  if (check === "ok") n.decoded++;
+  else {
+    n.badPayload++;
+    console.error(`fbclient.mjs: seq ${h.seq}: payload check failed (${check})`);
+  }
+  const result = {
+    client: "js",
+    payload_bytes: frame.payload.length,
+    payload_check: check,
+    shape: h.shape,
+  };
+  const message = encodeResult({
+    consumer: o.name,
+    stream: h.stream,
+    session: h.session,
+    seq: h.seq,
+    t_capture: h.t_capture,
+    t_start: tStart,
+    duration_ns: process.hrtime.bigint() - began,
+    result,
+  });
+  try {
+    await push.send(message);
+    n.sent++;
+  } catch {
+    n.unsent++;
+  }
+  const ageMs = Number(tStart - h.t_capture) / 1e6;
+  console.log(
+    `{"stream":"${h.stream}","session":${h.session},"seq":${h.seq},"encoding":"${h.encoding}",` +
+      `"shape":[${h.shape.join(",")}],"payload_bytes":${frame.payload.length},` +
+      `"payload_check":"${check}","age_ms":${ageMs.toFixed(3)}}`,
+  );
+}
+
+const summary = (n) =>
+  `fbclient.mjs: ${n.decoded} frames decoded, ${n.malformed} malformed, ${n.duplicates} duplicates, ` +
+  `${n.badPayload} bad payloads; ${n.sent} results sent, ${n.unsent} not sent`;
 
 // --- subscribe ------------------------------------------------------------------------------
 
@@ -82,8 +154,8 @@ async function subscribe(o) {
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
 
-  const n = { decoded: 0, malformed: 0, duplicates: 0, badPayload: 0, sent: 0, unsent: 0 };
-  let last = null;
+  const n = newCounts();
+  const last = {};
   let status = 0;
   while (!stopping && (o.count <= 0 || n.decoded < o.count)) {
     let msg;
@@ -97,63 +169,62 @@ async function subscribe(o) {
       }
       break;
     }
-    const tStart = nowNs();
-    const began = process.hrtime.bigint();
-    let frame;
-    try {
-      frame = decodeFrame(msg);
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      n.malformed++;
-      console.error(`fbclient.mjs: dropped a malformed frame message (${err.kind}, ${msg.length} bytes)`);
-      continue;
-    }
-    const h = frame.header;
-    if (last && h.session === last.session && h.seq <= last.seq) {
-      n.duplicates++; // the broker's newest-frame re-send, seen twice
-      continue;
-    }
-    last = { session: h.session, seq: h.seq };
-    const check = payloadCheck(frame);
-    if (check === "ok") n.decoded++;
-    else {
-      n.badPayload++;
-      console.error(`fbclient.mjs: seq ${h.seq}: payload check failed (${check})`);
-    }
-    const result = {
-      client: "js",
-      payload_bytes: frame.payload.length,
-      payload_check: check,
-      shape: h.shape,
-    };
-    const message = encodeResult({
-      consumer: o.name,
-      stream: h.stream,
-      session: h.session,
-      seq: h.seq,
-      t_capture: h.t_capture,
-      t_start: tStart,
-      duration_ns: process.hrtime.bigint() - began,
-      result,
-    });
-    try {
-      await push.send(message);
-      n.sent++;
-    } catch {
-      n.unsent++;
-    }
-    const ageMs = Number(tStart - h.t_capture) / 1e6;
-    console.log(
-      `{"stream":"${h.stream}","session":${h.session},"seq":${h.seq},"encoding":"${h.encoding}",` +
-        `"shape":[${h.shape.join(",")}],"payload_bytes":${frame.payload.length},` +
-        `"payload_check":"${check}","age_ms":${ageMs.toFixed(3)}}`,
-    );
+    await handleFrame(msg, o, n, push, last);
   }
-  console.error(
-    `fbclient.mjs: ${n.decoded} frames decoded, ${n.malformed} malformed, ${n.duplicates} duplicates, ` +
-      `${n.badPayload} bad payloads; ${n.sent} results sent, ${n.unsent} not sent`,
-  );
+  console.error(summary(n));
   if (!sub.closed) sub.close();
+  push.close();
+  return status;
+}
+
+// --- work (a worker of a work group, protocol v1.2) --------------------------------------------
+
+// Ask for one frame (credit 1), process it, ask again; repeat the request every second while
+// nothing comes (the heartbeat). The broker sends only what was asked for.
+async function work(o) {
+  if (!o.stream || !o.group) throw new Error(USAGE);
+  const dealer = new zmq.Dealer({ linger: 0, receiveTimeout: 1000 });
+  const push = new zmq.Push({ linger: 2000, sendTimeout: 0 });
+  dealer.connect(o.work);
+  push.connect(o.results);
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+
+  const n = newCounts();
+  const last = {};
+  const ready = { group: o.group, streams: [o.stream], credit: 1, received: 0, name: o.name };
+  let status = 0;
+  let idle = 0; // seconds without a frame
+  while (!stopping && (o.count <= 0 || n.decoded < o.count)) {
+    await dealer.send(encodeWorkRequest(ready));
+    let msg;
+    try {
+      [msg] = await dealer.receive();
+    } catch (err) {
+      if (err.code !== "EAGAIN") throw err;
+      if (++idle >= o.timeout) {
+        console.error(`fbclient.mjs: no frame of ${o.stream} within ${o.timeout}s`);
+        status = 1;
+        break;
+      }
+      continue; // heartbeat: the same request again
+    }
+    idle = 0;
+    if (isReply(msg)) {
+      console.error(`fbclient.mjs: the broker refused this worker: ${decodeReply(msg).error}`);
+      status = 1;
+      break;
+    }
+    ready.received++;
+    await handleFrame(msg, o, n, push, last);
+  }
+  await dealer.send(encodeWorkRequest({ op: "leave" }));
+  console.error(summary(n));
+  dealer.close();
   push.close();
   return status;
 }
@@ -245,6 +316,7 @@ async function main(argv) {
   if (command === "vectors" && rest.length === 1) return vectors(rest[0]);
   if (command === "subscribe") return subscribe(parseOptions(rest));
   if (command === "streams") return streams(parseOptions(rest));
+  if (command === "work") return work(parseOptions(rest));
   console.error(USAGE);
   return 2;
 }

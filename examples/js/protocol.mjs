@@ -9,7 +9,7 @@ export const MAX_HEADER = 65536;
 export const MAX_DIMENSION = 1048575n;
 const ENCODINGS = ["jpeg", "raw"];
 const SAMPLE_SIZE = { uint8: 1n, uint16: 2n, float32: 4n };
-const OPS = ["ping", "streams", "stats"];
+const OPS = ["ping", "streams", "stats", "groups"];
 
 /** A rejected message; `kind` is the spec's error kind. */
 export class ProtocolError extends Error {
@@ -216,6 +216,18 @@ const encodeOptions = { useBigInt64: true }; // BigInt -> uint 64 / int 64
 export function encodeRequest(op) {
   return encode({ v: [1, 0], op }, encodeOptions);
 }
+
+/** A work request (v1.2, "Work groups"): ready (join, ask, heartbeat) or leave. */
+export function encodeWorkRequest({ op = "ready", group, streams, credit = 1, received = 0, name }) {
+  if (op === "leave") return encode({ v: [1, 2], op }, encodeOptions);
+  const request = { v: [1, 2], op, group, streams, credit, received };
+  if (name) request.name = name;
+  return encode(request, encodeOptions);
+}
+
+/** On the work port: true for a reply map (an error), false for a frame message. */
+export const isReply = (buf) =>
+  buf.length > 0 && ((buf[0] >= 0x80 && buf[0] <= 0x8f) || buf[0] === 0xde || buf[0] === 0xdf);
 
 /**
  * BigInts that fit a double exactly as numbers: the encoder writes a BigInt as a 9-byte
