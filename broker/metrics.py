@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from broker.service import Broker
+from broker.stats import BrokerStats
 from framebroker.metrics import counter, gauge, one
 
 _TOTALS = (
@@ -18,6 +19,15 @@ _TOTALS = (
     ("control_requests", "control requests answered"),
     ("control_errors", "control requests answered with an error"),
     ("streams_forgotten", "streams forgotten after --forget-after"),
+)
+
+
+_WORK_TOTALS = (
+    ("work_requests", "work requests received on the work port"),
+    ("work_errors", "work requests refused (malformed, or over --max-groups / --max-workers)"),
+    ("work_unreachable", "frames that found their worker gone (sent to another or kept waiting)"),
+    ("workers_joined", "workers that joined a group"),
+    ("workers_left", "workers that left a group (leave, timeout or gone)"),
 )
 
 
@@ -89,3 +99,28 @@ class BrokerCollector:
             ("state",),
         )
         yield gauge("broker_uptime_seconds", "seconds since the broker bound", one(stats.uptime_s))
+        yield from self._groups(stats)
+
+    def _groups(self, stats: BrokerStats) -> Iterator[Metric]:
+        """Work groups (protocol v1.2): per group, and the work port's totals."""
+        by_group = [((g.group,), g) for g in self.broker.groups()]
+        yield gauge(
+            "broker_group_workers",
+            "workers in each work group",
+            {k: len(g.workers) for k, g in by_group},
+            ("group",),
+        )
+        yield counter(
+            "broker_group_dispatched",
+            "frames handed to a worker of the group",
+            {k: g.dispatched for k, g in by_group},
+            ("group",),
+        )
+        yield counter(
+            "broker_group_skipped",
+            "frames replaced by a newer one of their stream before any worker of the group asked",
+            {k: g.skipped for k, g in by_group},
+            ("group",),
+        )
+        for name, doc in _WORK_TOTALS:
+            yield counter("broker_" + name, doc, one(getattr(stats, name)))

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from framebroker.config import work_endpoint
 from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -58,6 +59,12 @@ def test_every_service_exposes_its_metrics(cli, tmp_path):
         *("--name", "mot", "--streams", "m/", "--publish", ep["publish"]),
         *("--results", ep["results"], "--metrics-port", str(port["consume"])),
     )
+    cli.start(  # a worker of a work group: the broker's group metrics
+        "consume",
+        "stats",
+        *("--name", "grp", "--group", "g1", "--streams", "m/", "--results", ep["results"]),
+        *("--work", work_endpoint(ep["control"])),
+    )
     cli.start(
         "view",
         *("--publish", ep["publish"], "--control", ep["control"], "--db", db),
@@ -74,13 +81,23 @@ def test_every_service_exposes_its_metrics(cli, tmp_path):
         return {"sink": sink, "consume": consumer} if ok else None
 
     got = wait_for(stored, timeout=30)
-    broker = scrape(port["broker"])
+
+    def worker_served() -> dict | None:
+        """the broker handed frames to the group's worker"""
+        broker = scrape(port["broker"])
+        return broker if value(broker, "framebroker_broker_group_dispatched_total") > 0 else None
+
+    broker = wait_for(worker_served, timeout=20)
     assert value(broker, "framebroker_broker_frames_in_total", stream="m/cam") > 0
     assert value(broker, "framebroker_broker_bytes_in_total", stream="m/cam") > 0
     assert value(broker, "framebroker_broker_stream_live", stream="m/cam") == 1
     assert value(broker, "framebroker_broker_frames_out_total") > 0
     assert value(broker, "framebroker_broker_subscribers") >= 1
     assert "framebroker_broker_disconnects_total" in broker
+    assert value(broker, "framebroker_broker_group_workers", group="g1") == 1
+    assert value(broker, "framebroker_broker_group_dispatched_total", group="g1") > 0
+    assert value(broker, "framebroker_broker_workers_joined_total") == 1
+    assert "framebroker_broker_work_errors_total" in broker
 
     assert value(got["sink"], "framebroker_sink_received_total") >= 5
     assert "framebroker_sink_pending" in got["sink"]
