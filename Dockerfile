@@ -1,6 +1,6 @@
 # One image for every role: `framebroker <command>`, configured by FRAMEBROKER_* variables.
 #   docker build -t framebroker:local .
-#   docker run --init -p 5555:5555 -p 5556:5556 -p 5558:5558 framebroker:local broker
+#   docker run --init -p 5555:5555 -p 5556:5556 -p 5558:5558 -p 5560:5560 framebroker:local broker
 # compose.yaml runs a whole cluster from it. Commands exit 0 on SIGTERM (`docker stop`);
 # run with --init (compose: `init: true`) so PID 1 also reaps the consumers' workers.
 # The runtime dependencies, listed from pyproject.toml in a throwaway stage: the install

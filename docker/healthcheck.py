@@ -8,7 +8,8 @@
 - sink:    its results port is listening and its database has the results table;
 - produce: the broker lists this producer's stream (FRAMEBROKER_STREAM) as live, i.e. frames
            from the camera arrive there; without a stream name: connected to the ingest port;
-- consume: connected to the broker's publish port (and to the sink, unless results are off).
+- consume: connected to the broker's publish port, or with FRAMEBROKER_GROUP to its work
+           port (and to the sink, unless results are off).
 
 Configured by the same FRAMEBROKER_* variables as the service. Exit 0 healthy, 1 not.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROLES = ("broker", "sink", "produce", "consume", "demo")
-PORTS = {"ingest": 5555, "publish": 5556, "results": 5557, "control": 5558}
+PORTS = {"ingest": 5555, "publish": 5556, "results": 5557, "control": 5558, "work": 5560}
 _LISTEN, _ESTABLISHED = "0A", "01"
 
 
@@ -111,7 +112,7 @@ def check_produce() -> str | None:
 
 
 def check_consume() -> str | None:
-    needed = [endpoint("publish")[1]]
+    needed = [endpoint("work" if env("group") else "publish")[1]]
     if (env("send_results", "true") or "").strip().lower() not in ("0", "false", "no", "off"):
         needed.append(acked_port())
     missing = [p for p in needed if p not in tcp_sockets(_ESTABLISHED)]

@@ -66,7 +66,7 @@ def test_dockerfile_copies_every_package():
 
 DEFAULT_SERVICES = {n: s for n, s in COMPOSE["services"].items() if not s.get("profiles")}
 ROLE = {n: s["command"][0] for n, s in COMPOSE["services"].items()}
-CENTRAL_PORTS = {"broker": {5555, 5556, 5558}, "sink": {5557, 5559}}
+CENTRAL_PORTS = {"broker": {5555, 5556, 5558, 5560}, "sink": {5557, 5559}}
 
 
 def interpolate(value: str) -> str:
@@ -226,7 +226,7 @@ def healthcheck(role: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 @pytest.mark.slow
 def test_healthcheck_asks_each_service_whether_it_works(cli, tmp_path):
-    ports = {name: free_port() for name in ("ingest", "publish", "results", "control")}
+    ports = {name: free_port() for name in ("ingest", "publish", "results", "control", "work")}
     ep = {name: f"tcp://127.0.0.1:{port}" for name, port in ports.items()}
     db = str(tmp_path / "results.sqlite")
     central = {"FRAMEBROKER_CONTROL": ep["control"], "FRAMEBROKER_RESULTS": ep["results"]}
@@ -237,7 +237,7 @@ def test_healthcheck_asks_each_service_whether_it_works(cli, tmp_path):
     for role, env in (("broker", central), ("sink", sink), ("produce", producer)):
         assert healthcheck(role, env).returncode == 1, f"{role} healthy with nothing running"
 
-    cli.start("broker", *(f"--{n}={ep[n]}" for n in ("ingest", "publish", "control")))
+    cli.start("broker", *(f"--{n}={ep[n]}" for n in ("ingest", "publish", "control", "work")))
     cli.start("sink", "--results", ep["results"], "--db", db)
     wait_for(lambda: healthcheck("broker", central).returncode == 0, timeout=30)
     wait_for(lambda: healthcheck("sink", sink).returncode == 0, timeout=30)
@@ -250,6 +250,15 @@ def test_healthcheck_asks_each_service_whether_it_works(cli, tmp_path):
     consume = cli.start("consume", "stats", "--publish", ep["publish"], "--results", ep["results"])
     wait_for(lambda: healthcheck("consume", consumer).returncode == 0, timeout=30)
     cli.stop(consume)
+    # a worker of a work group is connected to the broker's work port instead
+    worker = {"FRAMEBROKER_GROUP": "hc", "FRAMEBROKER_WORK": ep["work"], **consumer}
+    assert healthcheck("consume", worker).returncode == 1, "no worker connected yet"
+    grouped = cli.start(
+        *("consume", "stats", "--group", "hc", "--work", ep["work"]),
+        *("--results", ep["results"]),
+    )
+    wait_for(lambda: healthcheck("consume", worker).returncode == 0, timeout=30)
+    cli.stop(grouped)
     assert healthcheck("unknown-role", {}).returncode == 1
 
 

@@ -35,13 +35,24 @@ PRODUCERS = {n: s for n, s in DEFAULT.items() if s["command"][0] == "produce"}
 CONSUMERS = {n: s for n, s in DEFAULT.items() if s["command"][0] == "consume"}
 STREAMS = {s["environment"]["FRAMEBROKER_STREAM"] for s in PRODUCERS.values()}
 FRAMEBROKER = (sys.executable, "-m", "framebroker")
-PORTS = ("INGEST", "PUBLISH", "RESULTS", "CONTROL", "ACKED_RESULTS")
+PORTS = ("INGEST", "PUBLISH", "RESULTS", "CONTROL", "ACKED_RESULTS", "WORK")
 # Counts per (consumer, stream) in the sink's database, asked inside the sink container.
 COUNT_RESULTS = (
     "import json, os, sqlite3;"
     "db = sqlite3.connect(f\"file:{os.environ['FRAMEBROKER_DB']}?mode=ro\", uri=True);"
     "print(json.dumps(db.execute("
     "'SELECT consumer, stream, count(*) FROM results GROUP BY consumer, stream').fetchall()))"
+)
+
+# Frames (stream, session, seq) stored more than once by consumers named with the prefixes
+# in argv: for a work group's replicas, there must be none.
+GROUP_REPEATS = (
+    "import json, os, sqlite3, sys;"
+    "db = sqlite3.connect(f\"file:{os.environ['FRAMEBROKER_DB']}?mode=ro\", uri=True);"
+    "where = ' OR '.join('consumer LIKE ?' for _ in sys.argv[1:]);"
+    "print(json.dumps(db.execute('SELECT stream, session, seq FROM results WHERE ' + where +"
+    "' GROUP BY stream, session, seq HAVING count(*) > 1', [p + '%' for p in sys.argv[1:]])"
+    ".fetchall()))"
 )
 
 
@@ -193,6 +204,21 @@ def test_frames_reach_every_consumer_and_results_accumulate_in_the_sink(compose)
     assert len(rows) == 5
     assert {"consumer", "stream", "seq", "age_ns", "result"} <= set(rows[0])
     assert {r["stream"] for r in rows} <= STREAMS
+
+
+def test_work_group_replicas_share_the_frames(compose):
+    """The `detect` service's replicas form one work group: each frame goes to one of them."""
+    (service,) = [n for n, s in CONSUMERS.items() if "FRAMEBROKER_GROUP" in s["environment"]]
+    prefixes = compose.consumer_names(service)
+    assert len(prefixes) == SERVICES[service]["deploy"]["replicas"] >= 2
+
+    def every_replica_worked():
+        counts = compose.result_counts()
+        return all(count_for(counts, p) >= 3 for p in prefixes)
+
+    wait_for(every_replica_worked, timeout=90, interval=2)
+    done = compose("exec", "-T", "sink", "python3", "-c", GROUP_REPEATS, *prefixes, timeout=60)
+    assert json.loads(done.stdout) == [], "a frame was processed by two workers of the group"
 
 
 def test_a_consumer_outside_attaches_through_the_published_ports(compose, tmp_path):
