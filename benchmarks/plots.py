@@ -157,6 +157,7 @@ def groups(runs: dict[str, dict[int, dict[str, Any]]], out: Path) -> list[str]:
     right.set_ylabel("frame age at processing start, p99 (ms)")
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     return [_save(fig, plt, out / "groups.png")]
