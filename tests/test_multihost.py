@@ -1,10 +1,11 @@
 """Each role on its own machine: the README's commands on three network namespaces.
 
 Host ``central`` runs the broker and the sink, ``camera`` two producers, ``worker`` two
-consumers (a fan-out one and a worker of a work group); they reach the broker by the host name ``broker`` (each host's own /etc/hosts),
-never by 127.0.0.1. The commands are read from the README's "Running each role on its own
-machine" section and run exactly as written there. Then the camera host's link is cut:
-the broker marks its streams stale; plugged back in, they resume with nothing restarted.
+consumers (a fan-out one and a worker of a work group); they reach the broker by the host
+name ``broker`` (each host's own /etc/hosts), never by 127.0.0.1. The commands are read
+from the README's "Running each role on its own machine" section and run exactly as
+written there. Then the camera host's link is cut: the broker marks its streams stale;
+plugged back in, they resume with nothing restarted.
 """
 
 from __future__ import annotations

@@ -47,12 +47,15 @@ class Cluster:
         self.ingest, self.publish, self.control, self.work, self.results = (
             f"tcp://127.0.0.1:{p}" for p in ports
         )
-        cli.start(
+        self.broker = self.start_broker()
+        self.sink = cli.start("sink", "--results", self.results, "--db", str(self.db))
+
+    def start_broker(self):
+        return self.cli.start(
             "broker",
             *("--ingest", self.ingest, "--publish", self.publish),
             *("--control", self.control, "--work", self.work),
         )
-        self.sink = cli.start("sink", "--results", self.results, "--db", str(self.db))
 
     def produce(self, stream: str, source: str = "test:160x120@30"):
         return self.cli.start("produce", source, "--stream", stream, "--ingest", self.ingest)
@@ -156,6 +159,29 @@ def test_a_killed_worker_does_not_stop_the_others(cli, tmp_path):
     late = [r for r in group_rows(cluster, "w") if r[5] > killed_at + 1_000_000_000]
     assert_fresh(ages_ms(late), "2 workers after a kill")
     for proc in workers[1:]:
+        assert cli.stop(proc) == 0, cli.output(proc)
+
+
+@pytest.mark.slow
+def test_workers_rejoin_a_restarted_broker_by_themselves(cli, tmp_path):
+    cluster = Cluster(cli, tmp_path)
+    cluster.produce("cam1")
+    workers = [cluster.consume(f"r{i}", "--group", "g", "--streams", "cam1") for i in range(2)]
+    wait_for(lambda: len({r[0] for r in group_rows(cluster, "r")}) == 2, timeout=40)
+    os.kill(cluster.broker.pid, signal.SIGKILL)
+    cluster.broker.wait(5)
+    cluster.broker = cluster.start_broker()  # same ports
+    restarted = time.time_ns()
+
+    def both_work_again():
+        rows = [r for r in group_rows(cluster, "r") if r[5] > restarted]
+        return {r[0] for r in rows} == {"r0", "r1"}
+
+    wait_for(both_work_again, timeout=30)
+    back_s = (min(r[5] for r in group_rows(cluster, "r") if r[5] > restarted) - restarted) / 1e9
+    print(f"\nfirst frame processed {back_s:.1f} s after the broker restarted")
+    assert [len(g["workers"]) for g in cluster.groups()] == [2]
+    for proc in workers:
         assert cli.stop(proc) == 0, cli.output(proc)
 
 
