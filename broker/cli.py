@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import threading
@@ -35,6 +36,12 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security_cli import (
+    add_client_security_options,
+    add_server_security_options,
+    client_security,
+    server_security,
+)
 from framebroker.signals import StopOnSignals
 
 # --- framebroker broker ------------------------------------------------------------------
@@ -106,6 +113,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRAMES",
         help="frames queued per subscriber before the broker drops frames for it",
     )
+    add_server_security_options(parser)
 
 
 def broker_config(args: argparse.Namespace) -> BrokerConfig:
@@ -118,6 +126,7 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
         forget_after=args.forget_after,
         log_stats=args.log_stats,
         publish_hwm=args.publish_hwm,
+        security=server_security(args),
     )
 
 
@@ -180,20 +189,28 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds to wait for the broker's answer",
     )
+    add_client_security_options(parser, "broker")
 
 
 def run_streams(args: argparse.Namespace) -> int:
     endpoint = resolve_endpoint(args, "control")
+    security = client_security(args, "broker")
     if args.watch:
         stop = threading.Event()
         with StopOnSignals(stop.set) as signals:
             watch(
-                endpoint, interval=args.interval, timeout=args.timeout, stop=stop, count=args.count
+                endpoint,
+                interval=args.interval,
+                timeout=args.timeout,
+                stop=stop,
+                count=args.count,
+                security=security,
             )
         return signals.exit_code
-    replies = {"streams": control.request(endpoint, "streams", timeout=args.timeout)}
+    ask = functools.partial(control.request, endpoint, timeout=args.timeout, security=security)
+    replies = {"streams": ask("streams")}
     if args.stats:
-        replies["stats"] = control.request(endpoint, "stats", timeout=args.timeout)
+        replies["stats"] = ask("stats")
     for reply in replies.values():
         if not reply.get("ok"):
             print(f"framebroker streams: broker error: {reply.get('error')}", file=sys.stderr)

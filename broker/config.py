@@ -12,6 +12,7 @@ from framebroker.config import (
     parse_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security import PLAINTEXT_SERVER, ServerSecurity
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 << 20  # 64 MiB: a raw 4K BGR frame is ~25 MB
 DEFAULT_STALE_AFTER = 3.0
@@ -35,7 +36,8 @@ class BrokerConfig:
     without a frame after which a stream leaves the registry (0 = never).
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
     queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
-    poll timeout, which bounds how long ``close()`` takes to take effect.
+    poll timeout, which bounds how long ``close()`` takes to take effect. ``security``:
+    CURVE keys and allow-list (framebroker.security), plaintext by default.
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
@@ -47,6 +49,7 @@ class BrokerConfig:
     log_stats: float = DEFAULT_LOG_STATS
     publish_hwm: int = DEFAULT_PUBLISH_HWM
     poll_ms: int = 100
+    security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on every port, or on none
 
     def __post_init__(self) -> None:
         for name in ("ingest", "publish", "control"):

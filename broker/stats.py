@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class BrokerStats:
     ``disconnects`` counts ingest peers that went away: producers stopping, network
     failures and producers that sent a message larger than ``max_message_size`` (libzmq
     disconnects those and does not say why, so oversize messages are not counted apart).
+    ``auth_rejected`` counts client handshakes refused by CURVE on any of the three ports
+    (by socket and by reason: ``mechanism`` no CURVE, ``unknown_key`` not in the
+    allow-list, ``crypto`` a wrong server key); those are not counted as disconnects.
     """
 
     uptime_s: float
@@ -68,11 +72,23 @@ class BrokerStats:
     streams_stale: int
     streams_forgotten: int
     malformed_by_kind: dict[str, int] = field(default_factory=dict)
+    auth_rejected: int = 0  # client handshakes rejected by CURVE (no, unknown or wrong key)
+    auth_rejected_by_socket: dict[str, int] = field(default_factory=dict)
+    auth_rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_counters(
-        cls, c: Counters, *, uptime_s: float, live: int, stale: int, forgotten: int
+        cls,
+        c: Counters,
+        *,
+        uptime_s: float,
+        live: int,
+        stale: int,
+        forgotten: int,
+        rejected_by_socket: Mapping[str, int] | None = None,
+        rejected_by_reason: Mapping[str, int] | None = None,
     ) -> BrokerStats:
+        by_socket = dict(rejected_by_socket or {})
         return cls(
             uptime_s=round(uptime_s, 3),
             frames_in=c.frames_in,
@@ -89,6 +105,9 @@ class BrokerStats:
             streams_stale=stale,
             streams_forgotten=forgotten,
             malformed_by_kind=dict(c.malformed_by_kind),
+            auth_rejected=sum(by_socket.values()),
+            auth_rejected_by_socket=by_socket,
+            auth_rejected_by_reason=dict(rejected_by_reason or {}),
         )
 
     def to_map(self) -> dict[str, Any]:

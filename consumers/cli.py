@@ -23,6 +23,7 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
 
 
@@ -104,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_bool,
         help="also print each result as a JSON line on stdout",
     )
+    add_client_security_options(parser, "broker", "sink")
 
 
 def build_config(args: argparse.Namespace) -> ConsumerConfig:
@@ -124,6 +126,7 @@ def build_config(args: argparse.Namespace) -> ConsumerConfig:
         fps=args.fps,
         workers=args.workers,
         duration=args.duration,
+        security=client_security(args),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from framebroker.config import PUBLISH_PORT, RESULTS_PORT, connect_endpoint, parse_endpoint
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.protocol import subscription_for
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
 DEFAULT_AGES_KEPT = 1000  # recent frame ages kept for stats
@@ -45,6 +46,7 @@ class ConsumerConfig:
     it they are PUSHed to ``results`` at-most-once. The CLI sets it by default.
     ``streams`` are patterns: ``"cam1"`` exactly, ``"site1/"`` or ``"site1/*"`` a group,
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
+    ``security``: CURVE for both the broker and the sink, or plaintext for both.
     """
 
     name: str = field(default_factory=default_name)
@@ -57,6 +59,7 @@ class ConsumerConfig:
     duration: float | None = None
     result_buffer: int = DEFAULT_RESULT_BUFFER
     ages_kept: int = DEFAULT_AGES_KEPT
+    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -66,6 +69,8 @@ class ConsumerConfig:
             parse_endpoint(self.results)
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
+        sends = self.results is not None or self.acked_results is not None
+        self.security.require("broker", *(["sink"] if sends else []))
         streams = parse_patterns(self.streams)
         if not streams:
             raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")

@@ -92,9 +92,11 @@ class Consumer:
     def _open_sockets(self) -> None:
         if self._context is None:
             self._context = zmq.Context()
+        security = self.config.security
         self._sub = make_socket(self._context, zmq.SUB)
         for prefix in self.config.subscriptions():
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        security.secure(self._sub, "broker")
         connect(self._sub, self.config.publish)
         if self.config.acked_results is not None:
             self._push = make_socket(
@@ -103,6 +105,7 @@ class Consumer:
                 sndhwm=self.config.result_buffer,
                 linger_ms=RESULT_LINGER_MS,
             )
+            security.secure(self._push, "sink")
             connect(self._push, self.config.acked_results)
             self._sender = AckedSender(
                 self._push, self.config.acked_results, self.stats, self.config.result_buffer
@@ -114,6 +117,7 @@ class Consumer:
                 sndhwm=self.config.result_buffer,
                 linger_ms=RESULT_LINGER_MS,
             )
+            security.secure(self._push, "sink")
             connect(self._push, self.config.results)
             self._sender = ResultSender(self._push, self.config.results, self.stats)
         log.info(
@@ -124,6 +128,8 @@ class Consumer:
             self.config.publish,
             self.config.acked_results or self.config.results or "nowhere",
         )
+        servers = ("broker", "sink") if self._push is not None else ("broker",)
+        log.info("consumer %s security: %s", self.name, security.describe(*servers))
 
     def run(self) -> None:
         """Process frames until close() is called or ``duration`` passes.
