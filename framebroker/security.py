@@ -288,7 +288,7 @@ class ServerGuard:
         names = ", ".join(endpoints)
         if self.security.keypair is not None and self._allow is not None:
             log.info(
-                "%s security: CURVE on %s; server public key %s; %d client keys allowed "
+                "%s security: CURVE on %s; server public key %s; %d allowed client key(s) "
                 "from %s (and the server's own key)",
                 self.service,
                 names,

@@ -251,7 +251,7 @@ def test_plaintext_on_a_network_bind_is_warned_about_and_curve_is_stated(keys, c
             guard.close()
             ctx.term()
     assert "sink security: CURVE on results" in caplog.text
-    assert "2 client keys allowed" in caplog.text and "WITHOUT" not in caplog.text
+    assert "2 allowed client key(s)" in caplog.text and "WITHOUT" not in caplog.text
 
 
 def test_rejection_reasons_name_what_went_wrong():
