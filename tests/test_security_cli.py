@@ -185,3 +185,24 @@ def test_a_plaintext_broker_bound_to_the_network_warns(cli):
     text = cli.output(broker)
     assert "broker security: plaintext (no CURVE)" in text
     assert f"ingest tcp://*:{ports[0]}" in text and "--curve-key and --curve-allow" in text
+
+
+@pytest.mark.slow
+def test_the_image_healthcheck_asks_a_curve_broker_with_the_service_keys(cli, tmp_path):
+    from tests.test_compose import healthcheck
+
+    keys = Setup(tmp_path / "keys")
+    ep = {n: f"tcp://127.0.0.1:{free_port()}" for n in ("ingest", "publish", "control")}
+    cli.start(
+        "broker", *(f"--{n}={ep[n]}" for n in ep), env=keys.server_env("broker")
+    )  # fmt: skip
+    broker_env = {"FRAMEBROKER_CONTROL": ep["control"], **keys.server_env("broker")}
+    wait_for(lambda: healthcheck("broker", broker_env).returncode == 0, timeout=30)
+    plain = healthcheck("broker", {"FRAMEBROKER_CONTROL": ep["control"]})
+    assert plain.returncode == 1 and "no reply" in plain.stdout
+    producer = {"FRAMEBROKER_STREAM": "hc/cam", "FRAMEBROKER_CONTROL": ep["control"]}
+    producer |= keys.client_env("cam")
+    cli.start(
+        "produce", "test:160x120@10", "--stream", "hc/cam", "--ingest", ep["ingest"], env=producer
+    )
+    wait_for(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
