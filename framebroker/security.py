@@ -379,6 +379,21 @@ def rejection_reason(event: int, value: int) -> str:
     return "handshake"
 
 
+def refusal(event: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """For a client's monitor event: (what went wrong, whether libzmq gave up), or None
+    when the event is not a failed handshake. libzmq does not reconnect after a refusal
+    by the server's ZAP handler or a mechanism mismatch; it does after other failures."""
+    kind = event.get("event", 0)
+    if not kind & FAILURE_EVENTS:
+        return None
+    reason = rejection_reason(kind, int(event.get("value", 0)))
+    text = {
+        "unknown_key": "our CURVE key is not in its allow-list (give it our NAME.key)",
+        "mechanism": "one side uses CURVE and the other does not (--curve-* flags)",
+    }.get(reason, "the CURVE handshake failed (a wrong --curve-broker-key or --curve-sink-key?)")
+    return text, kind != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
 def explain(reason: str, *, curve: bool) -> str:
     if reason == "mechanism":
         if curve:

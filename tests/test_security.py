@@ -31,7 +31,7 @@ from framebroker.security import (
     is_loopback,
     rejection_reason,
 )
-from producers import ProducerConfig
+from producers import Producer, ProducerConfig
 from tests.conftest import wait_for
 
 LOOPBACK = "tcp://127.0.0.1:0"
@@ -428,3 +428,47 @@ def test_curve_sink_stores_only_results_of_allowed_clients(keys, peers, tmp_path
     assert stats.stored == stats.received == 5 and stats.malformed == 0
     families = {m.name: m for m in SinkCollector(sink).collect()}
     assert families["framebroker_sink_auth_rejected"].samples[0].value >= 3
+
+
+def test_a_refused_producer_gets_in_once_its_key_is_allowed(keys, tmp_path, caplog):
+    """libzmq never retries a handshake the server refused; the producer does, so adding
+    its key to the allow-list is enough."""
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    config = BrokerConfig(
+        ingest=LOOPBACK,
+        publish=LOOPBACK,
+        control=LOOPBACK,
+        log_stats=0.0,
+        security=ServerSecurity(key=keys.secret("broker"), allow=str(allow)),
+    )
+    caplog.set_level(logging.INFO, logger="framebroker")
+    with Broker(config) as b:
+        producer = Producer(
+            ProducerConfig(
+                source="test:64x48@10",
+                stream="late",
+                ingest=b.ingest_endpoint,
+                security=keys.client("cam"),
+            )
+        )
+        thread = threading.Thread(target=producer.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: "refused our handshake: our CURVE key is not in" in caplog.text)
+            assert not b.streams()
+            shutil.copy(keys.root / "clients" / "cam.key", allow)
+            os.utime(allow, ns=(time.time_ns(), time.time_ns() + 10**9))
+            wait_for(lambda: [s.stream for s in b.streams()] == ["late"], timeout=20)
+        finally:
+            producer.close()
+            thread.join(10)
+
+
+def test_client_security_survives_pickling_for_worker_processes(keys):
+    import pickle
+
+    config = ConsumerConfig(security=keys.client("worker"))
+    copy = pickle.loads(pickle.dumps(config))
+    assert copy.security.keypair == config.security.keypair
+    assert copy.security.server_keys == config.security.server_keys
