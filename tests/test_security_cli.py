@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port, wait_for
+from tests.test_demo import demo_process, finish, free_port_base  # noqa: F401 (a fixture)
 from tests.test_faults_sink import results_port
 
 
@@ -206,3 +207,24 @@ def test_the_image_healthcheck_asks_a_curve_broker_with_the_service_keys(cli, tm
         "produce", "test:160x120@10", "--stream", "hc/cam", "--ingest", ep["ingest"], env=producer
     )
     wait_for(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
+
+
+@pytest.mark.slow
+def test_demo_runs_the_pipeline_with_curve(tmp_path, demo_process):  # noqa: F811
+    base = free_port_base()
+    db = tmp_path / "demo.sqlite"
+    proc = demo_process(
+        "--curve", "--duration", "8", "--port-base", str(base), "--db", str(db),
+        "--log-dir", str(tmp_path), "--producers", "1", "--consumers", "1",
+    )  # fmt: skip
+    code, output = finish(proc)
+    assert code == 0, output
+    assert "demo: CURVE on every connection" in output
+    assert "demo/cam1" in output[output.index("framebroker demo summary") :]
+    assert stored(db, "SELECT DISTINCT stream FROM results") == [("demo/cam1",)]
+    logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
+    broker_log = next(text for name, text in logs.items() if "broker" in name)
+    assert "broker security: CURVE on ingest, publish, control" in broker_log
+    assert "rejected" not in broker_log
+    secret = tmp_path / "keys" / "broker.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
