@@ -1,4 +1,4 @@
-"""CURVE key files: generate a key pair, load one, load a directory of public keys.
+"""CURVE key files: generate a key pair, load one, load an allow-list of public keys.
 
 The files are ZeroMQ certificates (the format of czmq's ``zcert`` and pyzmq's
 ``zmq.auth``), so they work with other ZeroMQ tools::
@@ -26,8 +26,10 @@ import zmq.auth
 from zmq.utils import z85
 
 from framebroker.errors import ConfigError
+from framebroker.ratelimit import RateLimitedLog
 
 log = logging.getLogger("framebroker.keys")
+zap_log = logging.getLogger("framebroker.security.zap")  # the allow-list's decisions
 
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
@@ -111,6 +113,59 @@ def load_allow_list(directory: str | os.PathLike[str]) -> frozenset[bytes]:
     for key in keys:
         check_key(key, f"allow-list {directory}")
     return frozenset(keys)
+
+
+class AllowList:
+    """The ZAP decision (pyzmq's credentials-provider interface, called in the
+    authenticator's thread): a client key is admitted when it is the server's own or in
+    the allow-list directory, which is re-read when its entries change."""
+
+    def __init__(self, directory: str, own: bytes, service: str) -> None:
+        self.directory = directory
+        self._own = own
+        self._service = service
+        self._mtime = self._stamp()
+        self.keys = load_allow_list(directory)
+        self._rlog = RateLimitedLog(zap_log)
+
+    def _stamp(self) -> int:
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return -1
+
+    def _reload_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._mtime:
+            return
+        self._mtime = stamp
+        try:
+            self.keys = load_allow_list(self.directory)
+        except ConfigError as exc:
+            zap_log.error(
+                "%s: allow-list not reloaded, keeping the old one: %s", self._service, exc
+            )
+            return
+        zap_log.info(
+            "%s: allow-list %s reloaded: %d client keys",
+            self._service,
+            self.directory,
+            len(self.keys),
+        )
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        self._reload_if_changed()
+        if key == self._own or key in self.keys:
+            return True
+        self._rlog.warning(
+            "deny",
+            "%s: CURVE client key %s is not in the allow-list %s (add its NAME.key there "
+            "to admit it)",
+            self._service,
+            key.decode("ascii", "replace"),
+            self.directory,
+        )
+        return False
 
 
 def _warn_if_exposed(path: str) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from framebroker.errors import ConfigError, TransportError
-from framebroker.keys import KeyPair, load_allow_list, load_key_pair, load_public_key
+from framebroker.keys import AllowList, KeyPair, load_allow_list, load_key_pair, load_public_key
 from framebroker.ratelimit import RateLimitedLog
 
 log = logging.getLogger("framebroker.security")
@@ -171,57 +170,6 @@ def is_loopback(endpoint: str) -> bool:
 
 
 # --- the server side at run time ------------------------------------------------------
-
-
-class AllowList:
-    """The ZAP decision (pyzmq's credentials-provider interface, called in the
-    authenticator's thread): a client key is admitted when it is the server's own or in
-    the allow-list directory, which is re-read when its entries change."""
-
-    def __init__(self, directory: str, own: bytes, service: str) -> None:
-        self.directory = directory
-        self._own = own
-        self._service = service
-        self._mtime = self._stamp()
-        self.keys = load_allow_list(directory)
-        self._rlog = RateLimitedLog(log)
-
-    def _stamp(self) -> int:
-        try:
-            return os.stat(self.directory).st_mtime_ns
-        except OSError:
-            return -1
-
-    def _reload_if_changed(self) -> None:
-        stamp = self._stamp()
-        if stamp == self._mtime:
-            return
-        self._mtime = stamp
-        try:
-            self.keys = load_allow_list(self.directory)
-        except ConfigError as exc:
-            log.error("%s: allow-list not reloaded, keeping the old one: %s", self._service, exc)
-            return
-        log.info(
-            "%s: allow-list %s reloaded: %d client keys",
-            self._service,
-            self.directory,
-            len(self.keys),
-        )
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        self._reload_if_changed()
-        if key == self._own or key in self.keys:
-            return True
-        self._rlog.warning(
-            "deny",
-            "%s: CURVE client key %s is not in the allow-list %s (add its NAME.key there "
-            "to admit it)",
-            self._service,
-            key.decode("ascii", "replace"),
-            self.directory,
-        )
-        return False
 
 
 @dataclass
