@@ -34,10 +34,14 @@ def request(
         connect(sock, endpoint)
         sock.send(protocol.encode_request(op, **args))
         if not sock.poll(int(timeout * 1000)):
+            hint = (
+                "does its allow-list have our CURVE key, and is --curve-broker-key its key?"
+                if security.curve
+                else "if it runs CURVE, give --curve-key and --curve-broker-key"
+            )
             raise TransportError(
                 f"no reply from broker control port {endpoint} "
-                f"within {timeout:g}s (is the broker running, and does it use the same "
-                f"security: {'CURVE with our keys' if security.curve else 'plaintext'}?)"
+                f"within {timeout:g}s (is the broker running? {hint})"
             )
         return protocol.decode_reply(sock.recv())
     finally:

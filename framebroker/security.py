@@ -177,7 +177,7 @@ class _Watched:
     name: str
     sock: Socket
     monitor: Socket | None
-    failed_last: bool = False  # the previous event was a failed handshake
+    refused_open: int = 0  # refused handshakes whose disconnect event is still to come
 
 
 class ServerGuard:
@@ -281,15 +281,16 @@ class ServerGuard:
         kind = event.get("event", 0)
         if watched is None:
             return False
-        if kind == zmq.EVENT_DISCONNECTED and watched.failed_last:
-            watched.failed_last = False
+        if kind == zmq.EVENT_DISCONNECTED and watched.refused_open:
+            watched.refused_open -= 1
             return True
         reason = rejection_reason(kind, int(event.get("value", 0))) if kind & FAILURE_EVENTS else ""
         # Plaintext refuses only CURVE clients; other broken handshakes (port probes) are
         # not an authentication matter there.
-        watched.failed_last = bool(reason) and (self.security.curve or reason == "mechanism")
-        if not watched.failed_last:
+        if not reason or not (self.security.curve or reason == "mechanism"):
             return False
+        if watched.monitor is None:  # the service's own monitor: it sees disconnects too
+            watched.refused_open += 1
         self.rejected_by_socket[name] = self.rejected_by_socket.get(name, 0) + 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
         self._rlog.warning(

@@ -308,9 +308,9 @@ def test_curve_broker_serves_allowed_clients_and_refuses_the_rest(
     assert not any(sub.poll(0) for sub in bad_subs), "a refused subscriber got a frame"
     assert [s.stream for s in b.streams()] == ["good"]
 
-    with pytest.raises(TransportError, match="no reply"):
+    with pytest.raises(TransportError, match="does its allow-list have our CURVE key"):
         control.request(b.control_endpoint, "ping", timeout=0.5, security=stranger)
-    with pytest.raises(TransportError, match="plaintext"):
+    with pytest.raises(TransportError, match="if it runs CURVE, give --curve-key"):
         control.request(b.control_endpoint, "ping", timeout=0.5)
     own = ClientSecurity(key=keys.secret("broker"), broker_key=str(keys.root / "broker.key"))
     assert control.request(b.control_endpoint, "ping", security=own)["ok"]  # its own key
@@ -368,11 +368,20 @@ def test_keys_added_to_the_allow_list_are_admitted_without_a_restart(keys, peers
 
 
 def test_a_plaintext_broker_refuses_curve_clients_and_says_why(keys, peers, caplog):
+    """A CURVE client of a plaintext broker gets no answer. Who notices the mechanism
+    mismatch first is a race: when the client hangs up first the broker sees only a broken
+    handshake, which a plaintext broker does not count (port probes look the same), so
+    the test tries a few times."""
     caplog.set_level(logging.WARNING, logger="framebroker.security")
     config = BrokerConfig(ingest=LOOPBACK, publish=LOOPBACK, control=LOOPBACK, log_stats=0.0)
     with Broker(config) as b:
-        with pytest.raises(TransportError):
-            control.request(b.control_endpoint, "ping", timeout=0.5, security=keys.client("cam"))
+        for _ in range(10):
+            with pytest.raises(TransportError):
+                control.request(
+                    b.control_endpoint, "ping", timeout=0.3, security=keys.client("cam")
+                )
+            if b.stats().auth_rejected:
+                break
         assert control.request(b.control_endpoint, "ping")["ok"]
         wait_for(lambda: b.stats().auth_rejected >= 1, timeout=5)
     assert "it uses CURVE but this service runs plaintext" in caplog.text
