@@ -11,6 +11,9 @@ The sink decodes each message, stamps the time it arrived, and writes them to a
 or per ``flush_interval`` seconds, whichever comes first). A malformed message is
 counted, logged (rate-limited) and dropped. ``close()`` (or ``stop()`` then the end of
 ``run()``) stores whatever already arrived before releasing the socket.
+With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that admit only
+allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
+are counted in ``SinkStats.auth_rejected`` and logged.
 
     sink = Sink(SinkConfig(results="tcp://127.0.0.1:0", db="results.sqlite"))
     sink.start()                 # binds; sink.results_endpoint is the real endpoint

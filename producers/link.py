@@ -23,6 +23,7 @@ from framebroker.security import FAILURE_EVENTS, refusal
 
 log = logging.getLogger("framebroker.producers.link")
 
+# a broken handshake (no detail) is left to libzmq, which reconnects by itself
 _EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | FAILURE_EVENTS
 REFUSED_RETRY_S = 5.0
 
@@ -50,9 +51,9 @@ class LinkMonitor:
             if not isinstance(event, dict):
                 continue
             refused = refusal(event)
-            if refused is not None:
+            if refused is not None and refused[1]:  # libzmq gave up: ours to retry
                 self.connected = False  # the TCP connection came, the broker did not
-                self._refused(*refused)
+                self._refused(refused[0])
             elif event["event"] == zmq.EVENT_CONNECTED and not self.connected:
                 self.connected = True
                 self.connects += 1
@@ -70,13 +71,16 @@ class LinkMonitor:
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.connect(self._endpoint)
 
-    def _refused(self, why: str, given_up: bool) -> None:
+    def _refused(self, why: str) -> None:
         self.refused += 1
-        again = f"; trying again every {REFUSED_RETRY_S:g} s" if given_up else ""
         self._rlog.warning(
-            "refused", "the broker at %s refused our handshake: %s%s", self._endpoint, why, again
+            "refused",
+            "the broker at %s refused our handshake: %s; trying again every %g s",
+            self._endpoint,
+            why,
+            REFUSED_RETRY_S,
         )
-        if given_up and self._retry_at is None:
+        if self._retry_at is None:
             self._retry_at = time.monotonic() + REFUSED_RETRY_S
 
     def close(self) -> None:
