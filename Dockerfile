@@ -37,9 +37,10 @@ RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && chmod 0755 /usr/local/bin/framebroker-healthcheck \
     && useradd --create-home --uid 1000 framebroker \
-    && mkdir /data && chown framebroker: /data
+    && mkdir /data /keys && chown framebroker: /data /keys
 
-# Not root; /data is where the sink keeps its database (a volume in compose.yaml).
+# Not root; /data is where the sink keeps its database (a volume in compose.yaml), /keys
+# where compose.secure.yaml keeps CURVE keys (a volume written by its keygen service).
 USER framebroker
 WORKDIR /data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import threading
@@ -38,6 +39,12 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security_cli import (
+    add_client_security_options,
+    add_server_security_options,
+    client_security,
+    server_security,
+)
 from framebroker.signals import StopOnSignals
 
 # --- framebroker broker ------------------------------------------------------------------
@@ -142,6 +149,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="a worker that sends no request for this long leaves its group",
     )
+    add_server_security_options(parser)
 
 
 def broker_config(args: argparse.Namespace) -> BrokerConfig:
@@ -158,6 +166,7 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
         max_groups=args.max_groups,
         max_workers=args.max_workers,
         worker_timeout=args.worker_timeout,
+        security=server_security(args),
     )
 
 
@@ -227,21 +236,29 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds to wait for the broker's answer",
     )
+    add_client_security_options(parser, "broker")
 
 
 def run_streams(args: argparse.Namespace) -> int:
     endpoint = resolve_endpoint(args, "control")
+    security = client_security(args, "broker")
     if args.watch:
         stop = threading.Event()
         with StopOnSignals(stop.set) as signals:
             watch(
-                endpoint, interval=args.interval, timeout=args.timeout, stop=stop, count=args.count
+                endpoint,
+                interval=args.interval,
+                timeout=args.timeout,
+                stop=stop,
+                count=args.count,
+                security=security,
             )
         return signals.exit_code
-    replies = {"streams": control.request(endpoint, "streams", timeout=args.timeout)}
+    ask = functools.partial(control.request, endpoint, timeout=args.timeout, security=security)
+    replies = {"streams": ask("streams")}
     for extra in ("stats", "groups"):
         if getattr(args, extra):
-            replies[extra] = control.request(endpoint, extra, timeout=args.timeout)
+            replies[extra] = ask(extra)
     for reply in replies.values():
         if not reply.get("ok"):
             print(f"framebroker streams: broker error: {reply.get('error')}", file=sys.stderr)

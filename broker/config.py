@@ -14,6 +14,7 @@ from framebroker.config import (
     work_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security import PLAINTEXT_SERVER, ServerSecurity
 
 AUTO = "auto"  # work: the control endpoint's port + 2 (5558 -> 5560), see work_endpoint
 DEFAULT_MAX_MESSAGE_SIZE = 64 << 20  # 64 MiB: a raw 4K BGR frame is ~25 MB
@@ -40,8 +41,9 @@ class BrokerConfig:
     queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
     poll timeout, which bounds how long ``close()`` takes to take effect. ``work``: where
     workers of work groups ask for frames ("auto": the control port + 2, so 5560 by
-    default and a free port when control binds port 0); ``max_groups``, ``max_workers`` (per group)
-    bound them; a worker silent for ``worker_timeout`` seconds is dropped.
+    default and a free port when control binds port 0); ``max_groups``, ``max_workers``
+    (per group) bound them; a worker silent for ``worker_timeout`` seconds is dropped.
+    ``security``: CURVE keys and allow-list (framebroker.security), plaintext by default.
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
@@ -57,6 +59,7 @@ class BrokerConfig:
     max_groups: int = DEFAULT_MAX_GROUPS
     max_workers: int = DEFAULT_MAX_WORKERS
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
+    security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on every port, or on none
 
     def __post_init__(self) -> None:
         if self.work == AUTO:

@@ -3,7 +3,9 @@
 Starts a broker, a sink, test-pattern producers and consumers as separate processes
 (:mod:`broker.demo_cluster`), shows progress once a second (:mod:`broker.demo_progress`),
 and stops everything on Ctrl-C or after ``--duration`` seconds, then prints a summary.
-Exit 0 when results were stored; 1 when a child died early or nothing arrived.
+Exit 0 when results were stored; 1 when a child died early or nothing arrived. With
+``--curve`` it first makes a CURVE key set in the log directory and runs every process
+with it (README, Security).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
     INGEST_PORT,
     add_option,
+    parse_bool,
     parse_positive,
 )
 from framebroker.errors import ConfigError, StoreError, TransportError
+from framebroker.keys import generate_key_pair
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.signals import StopOnSignals
 
 PROCESSORS = ("stats", "motion", "qr", "faces")
@@ -48,6 +53,7 @@ class DemoConfig:
     host: str = "127.0.0.1"
     interval: float = 1.0  # seconds between progress updates
     grace: float = 5.0  # seconds a child gets to stop after SIGTERM
+    curve: bool = False  # every process with CURVE keys made for the run
 
     def __post_init__(self) -> None:
         if not 1 <= self.port_base <= 65535 - 3:
@@ -72,9 +78,45 @@ class DemoConfig:
         return f"tcp://{self.host}:{self.port(role)}"
 
 
-def child_specs(config: DemoConfig) -> list[ChildSpec]:
+@dataclass(frozen=True)
+class DemoKeys:
+    """``--curve``: key pairs for the broker, the sink and each kind of client; the
+    servers admit the clients in ``ROOT/clients``."""
+
+    root: Path
+
+    @classmethod
+    def make(cls, root: Path) -> DemoKeys:
+        for name in ("broker", "sink", "clients/producer", "clients/consumer", "clients/demo"):
+            generate_key_pair(root / name)
+        return cls(root)
+
+    def server(self, name: str) -> tuple[str, ...]:
+        key = str(self.root / f"{name}.key_secret")
+        return ("--curve-key", key, "--curve-allow", str(self.root / "clients"))
+
+    def client(self, name: str, *servers: str) -> tuple[str, ...]:
+        args = ["--curve-key", str(self.root / "clients" / f"{name}.key_secret")]
+        for server in servers:
+            args += [f"--curve-{server}-key", str(self.root / f"{server}.key")]
+        return tuple(args)
+
+    def security(self) -> ClientSecurity:
+        """The demo's own key, to ask the broker for its streams."""
+        key = self.root / "clients" / "demo.key_secret"
+        return ClientSecurity(key=str(key), broker_key=str(self.root / "broker.key"))
+
+
+def child_specs(config: DemoConfig, keys: DemoKeys | None = None) -> list[ChildSpec]:
     """Central services first (they bind), then consumers, then producers."""
     ep = config.endpoint
+
+    def server_keys(name: str) -> tuple[str, ...]:
+        return keys.server(name) if keys is not None else ()
+
+    def client_keys(name: str, *servers: str) -> tuple[str, ...]:
+        return keys.client(name, *servers) if keys is not None else ()
+
     specs = [
         ChildSpec(
             "broker",
@@ -86,9 +128,16 @@ def child_specs(config: DemoConfig) -> list[ChildSpec]:
                 ep("publish"),
                 "--control",
                 ep("control"),
+                *server_keys("broker"),
             ),
         ),
-        ChildSpec("sink", ("sink", "--results", ep("results"), "--db", str(config.db_path))),
+        ChildSpec(
+            "sink",
+            (
+                *("sink", "--results", ep("results"), "--db", str(config.db_path)),
+                *server_keys("sink"),
+            ),
+        ),
     ]
     for i in range(config.consumers):
         processor = PROCESSORS[i % len(PROCESSORS)]
@@ -97,7 +146,10 @@ def child_specs(config: DemoConfig) -> list[ChildSpec]:
         specs.append(
             ChildSpec(
                 f"consumer {name}",
-                (*args, "--publish", ep("publish"), "--results", ep("results")),
+                (
+                    *(*args, "--publish", ep("publish"), "--results", ep("results")),
+                    *client_keys("consumer", "broker", "sink"),
+                ),
             )
         )
     for i in range(1, config.producers + 1):
@@ -105,7 +157,10 @@ def child_specs(config: DemoConfig) -> list[ChildSpec]:
         specs.append(
             ChildSpec(
                 f"producer {stream}",
-                ("produce", config.source, "--stream", stream, "--ingest", ep("ingest")),
+                (
+                    *("produce", config.source, "--stream", stream, "--ingest", ep("ingest")),
+                    *client_keys("producer", "broker"),
+                ),
             )
         )
     return specs
@@ -158,13 +213,17 @@ class Demo:
         check_ports_free(config)
         log_dir = Path(config.log_dir or tempfile.mkdtemp(prefix="framebroker-demo-")).absolute()
         cluster = Cluster(log_dir)
-        sampler = Sampler(config.endpoint("control"), self.db, last_id(self.db))
+        keys = DemoKeys.make(log_dir / "keys") if config.curve else None
+        security = keys.security() if keys is not None else PLAINTEXT_CLIENT
+        sampler = Sampler(config.endpoint("control"), self.db, last_id(self.db), security)
         self._say(f"demo: results go to {self.db}; process logs in {log_dir}")
+        if keys is not None:
+            self._say(f"demo: CURVE on every connection; keys in {keys.root}")
         started = time.monotonic()
         streams: tuple[StreamRow, ...] = ()
         dead: list[Child] = []
         try:
-            for spec in child_specs(config):
+            for spec in child_specs(config, keys):
                 child = cluster.start(spec)
                 self._say(f"demo: started {child.name} (pid {child.pid})")
             dead, streams = self._watch(cluster, sampler, started)
@@ -264,6 +323,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--source", default="test:640x480@30", help="what each producer shows")
     add_option(parser, "--db", default=DEFAULT_DB, help="SQLite file the demo's sink writes")
     add_option(parser, "--log-dir", default=None, help="process logs (default: a temp dir)")
+    add_option(
+        parser,
+        "--curve",
+        default=False,
+        type=parse_bool,
+        help="run every process with CURVE keys made for the run (in the log directory)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         db=args.db,
         log_dir=args.log_dir,
+        curve=args.curve,
     )
     demo = Demo(config)
     with StopOnSignals(demo.stop, escalate=False) as signals:

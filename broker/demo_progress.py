@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from broker.store import AgeSummary, SQLiteStore
 from framebroker import control
 from framebroker.errors import FrameBrokerError, StoreError, TransportError
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
 RECENT_SAMPLES = 3  # ages are of results stored in the last RECENT_SAMPLES intervals
 
@@ -52,8 +53,15 @@ class Snapshot:
 class Sampler:
     """Reads the broker's control port and the results database (read-only)."""
 
-    def __init__(self, control_endpoint: str, db: Path, start_id: int = 0) -> None:
+    def __init__(
+        self,
+        control_endpoint: str,
+        db: Path,
+        start_id: int = 0,
+        security: ClientSecurity = PLAINTEXT_CLIENT,
+    ) -> None:
         self._control = control_endpoint
+        self._security = security
         self._db = db
         self._start_id = start_id
         self._store: SQLiteStore | None = None
@@ -88,7 +96,7 @@ class Sampler:
 
     def streams(self) -> tuple[tuple[StreamRow, ...], str | None]:
         try:
-            reply = control.request(self._control, "streams", timeout=0.5)
+            reply = control.request(self._control, "streams", timeout=0.5, security=self._security)
         except TransportError:
             return (), "no answer from the broker yet"
         except FrameBrokerError as exc:

@@ -81,11 +81,22 @@ class BrokerCollector:
         for name, doc in _TOTALS:
             yield counter("broker_" + name, doc, one(getattr(stats, name)))
         kinds = {(kind,): n for kind, n in stats.malformed_by_kind.items()}
+        dropped: dict[tuple[str, ...], float] = {
+            ("malformed_" + k[0],): n for k, n in kinds.items()
+        }
+        dropped[("auth",)] = stats.auth_rejected
         yield counter(
             "broker_dropped",
-            "ingest messages dropped, by reason (malformed kinds of docs/protocol.md)",
-            {("malformed_" + k[0],): n for k, n in kinds.items()},
+            "ingest messages dropped, by reason (malformed kinds of docs/protocol.md), and "
+            "client connections refused by CURVE (auth: nothing of theirs was received)",
+            dropped,
             ("reason",),
+        )
+        yield counter(
+            "broker_auth_rejected",
+            "client handshakes rejected by CURVE, by port (reasons: the stats control op)",
+            {(name,): n for name, n in stats.auth_rejected_by_socket.items()},
+            ("socket",),
         )
         yield gauge(
             "broker_subscribers",

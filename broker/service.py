@@ -28,6 +28,10 @@ One thread runs one poll loop over five sockets:
 - a monitor of the ingest socket counts peer disconnects (read every 100 ms tick rather
   than polled: one socket less in every poll); libzmq disconnects a peer that sends more
   than ``MAXMSGSIZE``, so oversize messages show up there.
+- security (:class:`~framebroker.security.ServerGuard`): with CURVE keys in the config all
+  three sockets are CURVE servers admitting only allow-listed client keys; handshakes it
+  rejects are counted (``auth_rejected`` in ``stats``) and logged, and they never reach
+  the loop: such a client sends and receives nothing.
 
 ``start()`` binds (exposing the real endpoints), ``run()`` blocks in the loop until
 ``close()``/``stop()`` is called from another thread (or a signal handler), taking effect
@@ -63,6 +67,7 @@ from framebroker.protocol import (
     peek_frame,
 )
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.transport import bind, make_socket
 
 log = logging.getLogger("framebroker.broker")
@@ -116,6 +121,7 @@ class Broker:
             "stats": self._op_stats,
             "groups": self._op_groups,
         }
+        self._guard = ServerGuard(self.config.security, "broker")
         self._ctx: zmq.Context[Any] | None = None
         self._sockets: list[Socket] = []  # every socket made, for teardown
         self._io: _Sockets | None = None
@@ -150,6 +156,9 @@ class Broker:
             self.work_endpoint,
             self.config.max_message_size,
         )
+        self._guard.announce(
+            {n: getattr(self.config, n) for n in ("ingest", "publish", "control", "work")}
+        )
 
     def _bind_all(self, ctx: zmq.Context[Any]) -> _Sockets:
         cfg = self.config
@@ -159,11 +168,17 @@ class Broker:
             make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE, heartbeat_ms=None)
         )
         work = self._add(make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE))
+        self._guard.start(ctx)  # before any bind: CURVE on all four sockets, or on none
+        self._guard.secure(ingest, "ingest", monitor=False)  # its monitor is ours, below
+        self._guard.secure(publish, "publish")
+        self._guard.secure(control, "control")
+        self._guard.secure(work, "work")
         try:
             self._work.attach(work)
             ingest.setsockopt(zmq.SUBSCRIBE, b"")
             publish.setsockopt(zmq.XPUB_VERBOSE, 1)
-            monitor = self._add(ingest.get_monitor_socket(zmq.EVENT_DISCONNECTED))
+            events = zmq.EVENT_DISCONNECTED | FAILURE_EVENTS
+            monitor = self._add(ingest.get_monitor_socket(events))
         except zmq.ZMQError as exc:
             raise TransportError(f"cannot set up broker sockets: {exc}") from exc
         self.ingest_endpoint = bind(ingest, cfg.ingest)
@@ -235,6 +250,7 @@ class Broker:
 
     def _teardown(self) -> None:
         """Close every socket and the context (caller holds the lock)."""
+        self._guard.close()
         if self._io is not None:
             with contextlib.suppress(zmq.ZMQError):
                 self._io.ingest.disable_monitor()
@@ -259,6 +275,8 @@ class Broker:
             stale=stale,
             forgotten=self._registry.forgotten,
             work=self._work.counters(),
+            rejected_by_socket=self._guard.rejected_by_socket,
+            rejected_by_reason=self._guard.rejected_by_reason,
         )
 
     def streams(self) -> list[StreamInfo]:
@@ -293,6 +311,7 @@ class Broker:
             if now >= next_tick:
                 next_tick = now + TICK_NS
                 self._drain_monitor(io.monitor)
+                self._guard.poll()
                 self._registry.expire(now)
                 self._work.expire(now)
                 if self._stats_log is not None and now >= next_stats:
@@ -376,6 +395,8 @@ class Broker:
                 event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
+            if self._guard.observe("ingest", event):  # a rejected CURVE handshake
+                continue
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 self._counters.disconnects += 1
                 self._rlog.log(

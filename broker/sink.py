@@ -11,6 +11,9 @@ The sink decodes each message, stamps the time it arrived, and writes them to a
 or per ``flush_interval`` seconds, whichever comes first). A malformed message is
 counted, logged (rate-limited) and dropped. ``close()`` (or ``stop()`` then the end of
 ``run()``) stores whatever already arrived before releasing the socket.
+With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that admit only
+allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
+are counted in ``SinkStats.auth_rejected`` and logged.
 
     sink = Sink(SinkConfig(results="tcp://127.0.0.1:0", db="results.sqlite"))
     sink.start()                 # binds; sink.results_endpoint is the real endpoint
@@ -40,6 +43,7 @@ from framebroker.config import (
 from framebroker.errors import ConfigError, ProtocolError, StoreError, TransportError
 from framebroker.protocol import decode_result, encode_ack, peek_result_id
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.security import PLAINTEXT_SERVER, ServerGuard, ServerSecurity
 from framebroker.transport import bind, make_socket
 
 log = logging.getLogger("framebroker.sink")
@@ -67,6 +71,7 @@ class SinkConfig:
     flush_interval: float = 0.2
     rcvhwm: int = 10_000
     max_pending: int = 100_000  # results kept for retry while the store is failing
+    security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on both ports, or on none
 
     def __post_init__(self) -> None:
         parse_endpoint(self.results)
@@ -99,6 +104,7 @@ class SinkStats:
     store_errors: int = 0  # failed batch writes (retried)
     dropped: int = 0  # results lost because the store kept failing
     pending: int = 0  # decoded, not yet written
+    auth_rejected: int = 0  # client handshakes rejected by CURVE (nothing of theirs received)
 
 
 def open_store(config: SinkConfig) -> ResultStore:
@@ -137,6 +143,7 @@ class Sink:
         self._retry_at = 0.0
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._ratelog = RateLimitedLog(log)
+        self._guard = ServerGuard(config.security, "sink")
 
     @property
     def results_endpoint(self) -> str:
@@ -166,6 +173,8 @@ class Sink:
         )
         router = None
         try:
+            self._guard.start(self._ctx)  # before any bind: CURVE on both ports, or on none
+            self._guard.secure(sock, "results")
             self._endpoint = bind(sock, self.config.results)
             if self.config.acked_results is not None:
                 router = make_socket(
@@ -175,8 +184,10 @@ class Sink:
                     rcvhwm=self.config.rcvhwm,
                     maxmsgsize=self.config.max_message_size,
                 )
+                self._guard.secure(router, "acked_results")
                 self._acked_endpoint = bind(router, self.config.acked_results)
         except TransportError:
+            self._guard.close()
             sock.close(linger=0)
             if router is not None:
                 router.close(linger=0)
@@ -190,6 +201,8 @@ class Sink:
             self._acked_endpoint or "-",
             self._where(),
         )
+        binds = {"results": self.config.results, "acked_results": self.config.acked_results}
+        self._guard.announce({name: e for name, e in binds.items() if e is not None})
 
     def run(self) -> None:
         """Receive and store until stop() or close(); then store what already arrived."""
@@ -205,6 +218,7 @@ class Sink:
                 for s, _ in poller.poll(self._poll_timeout_ms()):
                     self._drain(s, self._room())
                 self._maybe_flush()
+                self._guard.poll()
             for s in sockets:
                 self._drain(s, _FINAL_DRAIN_LIMIT)
             self._final_flush()
@@ -224,6 +238,7 @@ class Sink:
             if self._closed:
                 return
             self._closed = True
+        self._guard.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         if self._router is not None:
@@ -240,7 +255,9 @@ class Sink:
         )
 
     def stats(self) -> SinkStats:
-        return SinkStats(pending=len(self._pending), **self._counts)
+        return SinkStats(
+            pending=len(self._pending), auth_rejected=self._guard.rejected, **self._counts
+        )
 
     # --- receive ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from framebroker.config import (
     parse_endpoint,
     parse_positive,
 )
+from framebroker.security_cli import add_server_security_options, server_security
 from framebroker.signals import StopOnSignals
 
 
@@ -64,6 +65,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_positive,
         help="seconds a result may wait before it is written",
     )
+    add_server_security_options(parser)
 
 
 def run_sink(args: argparse.Namespace) -> int:
@@ -75,6 +77,7 @@ def run_sink(args: argparse.Namespace) -> int:
         max_message_size=args.max_message_size,
         batch_size=args.batch_size,
         flush_interval=args.flush_interval,
+        security=server_security(args),
     )
     sink = Sink(config)
     metrics.expose(SinkCollector(sink))

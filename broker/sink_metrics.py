@@ -21,6 +21,7 @@ DOCS = {
     "malformed": "result messages dropped because they did not decode",
     "store_errors": "failed batch writes (retried)",
     "dropped": "results lost because the store kept failing",
+    "auth_rejected": "client handshakes rejected by CURVE (nothing of theirs was received)",
 }
 
 

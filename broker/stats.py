@@ -52,6 +52,9 @@ class BrokerStats:
     ``disconnects`` counts ingest peers that went away: producers stopping, network
     failures and producers that sent a message larger than ``max_message_size`` (libzmq
     disconnects those and does not say why, so oversize messages are not counted apart).
+    ``auth_rejected`` counts client handshakes refused by CURVE on any of the three ports
+    (by socket and by reason: ``mechanism`` no CURVE, ``unknown_key`` not in the
+    allow-list, ``crypto`` a wrong server key); those are not counted as disconnects.
     """
 
     uptime_s: float
@@ -78,6 +81,9 @@ class BrokerStats:
     work_unreachable: int = 0
     workers_joined: int = 0
     workers_left: int = 0
+    auth_rejected: int = 0  # client handshakes rejected by CURVE (no, unknown or wrong key)
+    auth_rejected_by_socket: dict[str, int] = field(default_factory=dict)
+    auth_rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_counters(
@@ -89,7 +95,10 @@ class BrokerStats:
         stale: int,
         forgotten: int,
         work: Mapping[str, int] | None = None,
+        rejected_by_socket: Mapping[str, int] | None = None,
+        rejected_by_reason: Mapping[str, int] | None = None,
     ) -> BrokerStats:
+        by_socket = dict(rejected_by_socket or {})
         return cls(
             uptime_s=round(uptime_s, 3),
             frames_in=c.frames_in,
@@ -107,6 +116,9 @@ class BrokerStats:
             streams_forgotten=forgotten,
             malformed_by_kind=dict(c.malformed_by_kind),
             **(work or {}),
+            auth_rejected=sum(by_socket.values()),
+            auth_rejected_by_socket=by_socket,
+            auth_rejected_by_reason=dict(rejected_by_reason or {}),
         )
 
     def to_map(self) -> dict[str, Any]:

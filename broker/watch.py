@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from framebroker import control
 from framebroker.errors import FrameBrokerError
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
 _STATE_STYLE = {"live": "green", "stale": "yellow"}
 
@@ -57,6 +59,7 @@ def render(
             Text(
                 f"in {stats.get('frames_in', 0)} frames, out {stats.get('frames_out', 0)}, "
                 f"dropped {drops} malformed, {stats.get('disconnects', 0)} disconnects, "
+                f"{stats.get('auth_rejected', 0)} rejected by CURVE, "
                 f"{stats.get('subscriptions', 0) - stats.get('unsubscriptions', 0)} "
                 f"subscriptions, up {float(stats.get('uptime_s', 0)):.0f}s"
             )
@@ -74,18 +77,20 @@ def watch(
     stop: threading.Event,
     console: Console | None = None,
     count: int | None = None,
+    security: ClientSecurity = PLAINTEXT_CLIENT,
 ) -> None:
     """Redraw every ``interval`` s until ``stop`` is set (or after ``count`` redraws)."""
     console = console or Console()
     streams: list[Mapping[str, Any]] = []
     stats: Mapping[str, Any] | None = None
     drawn = 0
+    ask = functools.partial(control.request, endpoint, timeout=timeout, security=security)
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while not stop.is_set():
             error = None
             try:
-                streams = control.request(endpoint, "streams", timeout=timeout).get("streams", [])
-                stats = control.request(endpoint, "stats", timeout=timeout)
+                streams = ask("streams").get("streams", [])
+                stats = ask("stats")
             except FrameBrokerError as exc:
                 error = str(exc)
             live.update(render(streams, stats, error), refresh=True)

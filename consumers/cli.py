@@ -23,6 +23,7 @@ from framebroker.config import (
     resolve_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
 
 
@@ -113,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_bool,
         help="also print each result as a JSON line on stdout",
     )
+    add_client_security_options(parser, "broker", "sink")
 
 
 def build_config(args: argparse.Namespace) -> ConsumerConfig:
@@ -135,6 +137,7 @@ def build_config(args: argparse.Namespace) -> ConsumerConfig:
         duration=args.duration,
         group=args.group or None,
         work=resolve_endpoint(args, "work"),
+        security=client_security(args),
     )
 
 

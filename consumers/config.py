@@ -16,6 +16,7 @@ from framebroker.config import (
 )
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.protocol import subscription_for
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
@@ -55,6 +56,7 @@ class ConsumerConfig:
     ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
     subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
     time and gets the newest frame no other worker of the group has taken.
+    ``security``: CURVE for both the broker and the sink, or plaintext for both.
     """
 
     name: str = field(default_factory=default_name)
@@ -69,6 +71,7 @@ class ConsumerConfig:
     ages_kept: int = DEFAULT_AGES_KEPT
     group: str | None = None
     work: str = connect_endpoint("127.0.0.1", WORK_PORT)
+    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -78,6 +81,8 @@ class ConsumerConfig:
             parse_endpoint(self.results)
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
+        sends = self.results is not None or self.acked_results is not None
+        self.security.require("broker", *(["sink"] if sends else []))
         streams = parse_patterns(self.streams)
         if not streams:
             raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")

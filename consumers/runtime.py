@@ -99,13 +99,16 @@ class Consumer:
     def _open_sockets(self) -> None:
         if self._context is None:
             self._context = zmq.Context()
+        security = self.config.security
         if self.config.group is None:
             self._sub = make_socket(self._context, zmq.SUB)
             for prefix in self.config.subscriptions():
                 self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            security.secure(self._sub, "broker")
             connect(self._sub, self.config.publish)
         else:
             self._dealer = make_socket(self._context, zmq.DEALER, linger_ms=0)
+            security.secure(self._dealer, "broker")
             connect(self._dealer, self.config.work)
             self._work = WorkClient(
                 self._dealer,
@@ -122,6 +125,7 @@ class Consumer:
                 sndhwm=self.config.result_buffer,
                 linger_ms=RESULT_LINGER_MS,
             )
+            security.secure(self._push, "sink")
             connect(self._push, self.config.acked_results)
             self._sender = AckedSender(
                 self._push, self.config.acked_results, self.stats, self.config.result_buffer
@@ -133,6 +137,7 @@ class Consumer:
                 sndhwm=self.config.result_buffer,
                 linger_ms=RESULT_LINGER_MS,
             )
+            security.secure(self._push, "sink")
             connect(self._push, self.config.results)
             self._sender = ResultSender(self._push, self.config.results, self.stats)
         log.info(
@@ -145,6 +150,8 @@ class Consumer:
             else f"{self.config.work} as a worker of group {self.config.group}",
             self.config.acked_results or self.config.results or "nowhere",
         )
+        servers = ("broker", "sink") if self._push is not None else ("broker",)
+        log.info("consumer %s security: %s", self.name, security.describe(*servers))
 
     def run(self) -> None:
         """Process frames until close() is called or ``duration`` passes.

@@ -11,7 +11,8 @@
 - consume: connected to the broker's publish port, or with FRAMEBROKER_GROUP to its work
            port (and to the sink, unless results are off).
 
-Configured by the same FRAMEBROKER_* variables as the service. Exit 0 healthy, 1 not.
+Configured by the same FRAMEBROKER_* variables as the service, CURVE keys included (a
+broker is asked with its own key pair, which it admits). Exit 0 healthy, 1 not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ROLES = ("broker", "sink", "produce", "consume", "demo")
@@ -76,11 +78,22 @@ def tcp_sockets(state: str) -> set[int]:
     return ports
 
 
+def curve() -> dict[str, Any]:
+    """The CURVE keys of this container's service as a client of the broker: its own key
+    pair, and the broker's public key (a broker's own, taken from its key pair)."""
+    from framebroker.security import ClientSecurity
+
+    key = env("curve_key")
+    if not key:
+        return {}
+    return {"security": ClientSecurity(key=key, broker_key=env("curve_broker_key") or key)}
+
+
 def check_broker() -> str | None:
     from framebroker.control import request
 
     port = urlsplit(env("control") or f"tcp://*:{PORTS['control']}").port
-    reply = request(f"tcp://127.0.0.1:{port}", "streams", timeout=2.0)
+    reply = request(f"tcp://127.0.0.1:{port}", "streams", timeout=2.0, **curve())
     return None if reply.get("ok") else f"broker error: {reply.get('error')}"
 
 
@@ -104,7 +117,8 @@ def check_produce() -> str | None:
     from framebroker.control import request
 
     host = urlsplit(env("control") or "").hostname or endpoint("ingest")[0]
-    reply = request(connect_endpoint(host, endpoint("control")[1]), "streams", timeout=2.0)
+    endpoint_ = connect_endpoint(host, endpoint("control")[1])
+    reply = request(endpoint_, "streams", timeout=2.0, **curve())
     states = {s.get("stream"): s.get("state") for s in reply.get("streams", [])}
     if states.get(stream) != "live":
         return f"the broker lists stream {stream!r} as {states.get(stream, 'unknown')}"

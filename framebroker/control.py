@@ -8,24 +8,40 @@ import zmq
 
 from framebroker import protocol
 from framebroker.errors import TransportError
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
 
 
-def request(endpoint: str, op: str, *, timeout: float = 2.0, **args: Any) -> dict[str, Any]:
+def request(
+    endpoint: str,
+    op: str,
+    *,
+    timeout: float = 2.0,
+    security: ClientSecurity = PLAINTEXT_CLIENT,
+    **args: Any,
+) -> dict[str, Any]:
     """Send one control request and return the reply map.
 
     Raises TransportError when the broker does not answer within ``timeout`` seconds and
     ProtocolError when it answers with garbage; an error reply comes back with ok=False.
+    ``security``: CURVE keys when the broker runs CURVE (it never answers a client it
+    rejected, so a mismatch shows as no reply).
     """
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = make_socket(ctx, zmq.REQ, linger_ms=0, heartbeat_ms=None)
     try:
+        security.secure(sock, "broker")
         connect(sock, endpoint)
         sock.send(protocol.encode_request(op, **args))
         if not sock.poll(int(timeout * 1000)):
+            hint = (
+                "does its allow-list have our CURVE key, and is --curve-broker-key its key?"
+                if security.curve
+                else "if it runs CURVE, give --curve-key and --curve-broker-key"
+            )
             raise TransportError(
                 f"no reply from broker control port {endpoint} "
-                f"within {timeout:g}s (is the broker running?)"
+                f"within {timeout:g}s (is the broker running? {hint})"
             )
         return protocol.decode_reply(sock.recv())
     finally:

@@ -22,6 +22,7 @@ from framebroker.config import (
 )
 from framebroker.errors import ConfigError
 from framebroker.protocol import ENCODINGS
+from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
 from producers.config import MAX_BACKOFF_S, ProducerConfig, parse_meta_item, parse_meta_list
 from producers.metrics import ProducerCollector
@@ -126,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop after this many seconds (default: never)",
     )
+    add_client_security_options(parser, "broker")
 
 
 def _add_meta(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +166,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         max_backoff=args.max_backoff,
         meta=dict(args.meta or ()),
         duration=args.duration,
+        security=client_security(args, "broker"),
     )
 
 

@@ -12,6 +12,7 @@ import msgpack
 from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from producers.spec import parse_source
 
 MAX_META_BYTES = MAX_HEADER_BYTES // 2  # leave room for the rest of the header
@@ -48,9 +49,11 @@ class ProducerConfig:
     max_backoff: float = MAX_BACKOFF_S
     meta: Mapping[str, str] = field(default_factory=dict)
     duration: float | None = None
+    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys (framebroker.security)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
+        self.security.require("broker")
         try:
             validate_stream_id(self.stream)
         except ProtocolError as exc:

@@ -113,6 +113,7 @@ class Producer:
                 self._context = zmq.Context()
             sock = make_socket(self._context, zmq.PUB, conflate=True)
             try:
+                self.config.security.secure(sock, "broker")
                 connect(sock, self.config.ingest)
             except TransportError:
                 sock.close(linger=0)
@@ -134,6 +135,7 @@ class Producer:
                 self.config.ingest,
                 self.session,
             )
+            log.info("security: %s", self.config.security.describe("broker"))
             self._grabber.start()
 
     def run(self) -> None:

@@ -269,3 +269,106 @@ def test_prometheus_is_optional_and_scrapes_every_service():
     (sd,) = config["scrape_configs"][0]["dns_sd_configs"]
     assert set(sd["names"]) == set(COMPOSE["services"]) and sd["port"] == 9100
     assert "FRAMEBROKER_METRICS_PORT=9100" in (ROOT / "Dockerfile").read_text()
+
+
+# --- compose.secure.yaml: the same cluster with CURVE (README, Security) ----------------------
+
+SECURE_FILE = yaml.safe_load((ROOT / "compose.secure.yaml").read_text())
+_REPLACED = {"command", "entrypoint", "test"}  # compose takes these from the last file
+
+
+def compose_merge(base, override, key=""):
+    """Compose's merge of ``-f base -f override`` for what these files use: maps merge, lists
+    (volumes, ports) join, command-like values are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = compose_merge(base[k], v, k) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(override, list) and key not in _REPLACED:
+        return base + [v for v in override if v not in base]
+    return override
+
+
+SECURE = compose_merge(COMPOSE_FILE, SECURE_FILE)
+KEYS_DIR = "/keys"
+
+
+def test_secure_compose_files_match_the_compose_spec():
+    jsonschema = pytest.importorskip("jsonschema")
+    if not SCHEMA.exists():
+        pytest.skip(f"the compose-spec schema is not at {SCHEMA}")
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    validator.validate(SECURE_FILE)
+    validator.validate(SECURE)
+
+
+def test_secure_profile_gives_every_service_keys_after_keygen():
+    keygen = SECURE_FILE["services"]["keygen"]
+    assert keygen["command"][:3] == ["keys", "generate", "--keep"]
+    assert keygen["volumes"] == ["keys:/keys"] and keygen["restart"] == "no"
+    assert "keys" in SECURE["volumes"] and "results" in SECURE["volumes"]
+    for name in COMPOSE["services"]:
+        service = SECURE["services"][name]
+        assert "keys:/keys:ro" in service["volumes"], f"{name}: keys read-only"
+        assert service["depends_on"]["keygen"] == {"condition": "service_completed_successfully"}
+        env = service["environment"]
+        assert env["FRAMEBROKER_CURVE_KEY"].startswith(KEYS_DIR + "/"), name
+        if ROLE[name] in ("broker", "sink"):
+            assert env["FRAMEBROKER_CURVE_ALLOW"] == "/keys/clients", name
+        else:
+            assert env["FRAMEBROKER_CURVE_BROKER_KEY"] == "/keys/broker.key", name
+        if ROLE[name] == "consume":
+            assert env["FRAMEBROKER_CURVE_SINK_KEY"] == "/keys/sink.key", name
+    unchanged = {n: s for n, s in SECURE["services"].items() if n not in SECURE_FILE["services"]}
+    assert set(unchanged) == {"prometheus"}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_secure_service_environment_is_understood(name, monkeypatch):
+    service = SECURE["services"][name]
+    env = {k: interpolate(str(v)) for k, v in service["environment"].items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    parser = make_argument_parser(load_commands())
+    args = parser.parse_args(service["command"])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {env_name(opt) for a in sub.choices[args.command]._actions for opt in a.option_strings}
+    flags |= {ENV_PREFIX + a.dest.upper() for a in sub.choices[args.command]._actions}
+    unknown = [k for k in env if k.startswith(ENV_PREFIX) and k not in flags]
+    assert not unknown, f"{name}: {unknown} match no flag of `framebroker {args.command}`"
+
+
+def test_keygen_writes_every_key_the_secure_services_load(tmp_path, monkeypatch):
+    """Run the keygen service's command with /keys moved to a temporary directory, then
+    build every service's security from its environment: every file it names exists, and
+    the broker and the sink admit every client key."""
+    from framebroker.cli import main
+    from framebroker.keys import load_allow_list
+    from framebroker.security_cli import client_security, server_security
+
+    here = str(tmp_path / "keys")
+
+    def moved(value: str) -> str:
+        return value.replace(KEYS_DIR, here, 1) if value.startswith(KEYS_DIR) else value
+
+    keygen = [moved(a) for a in SECURE_FILE["services"]["keygen"]["command"]]
+    assert main(keygen) == 0
+    assert main(keygen) == 0, "a second `up` keeps the keys"
+    commands = load_commands()
+    clients = []
+    for name in COMPOSE["services"]:
+        service = SECURE["services"][name]
+        with monkeypatch.context() as m:
+            for key, value in service["environment"].items():
+                m.setenv(key, moved(interpolate(str(value))))
+            args = make_argument_parser(commands).parse_args(service["command"])
+            if ROLE[name] in ("broker", "sink"):
+                assert server_security(args).curve, name
+            else:
+                servers = ("broker", "sink") if ROLE[name] == "consume" else ("broker",)
+                clients.append(client_security(args, *servers).keypair.public)
+    allowed = load_allow_list(f"{here}/clients")
+    assert clients and set(clients) <= allowed
+    test = SECURE["services"]["broker"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "framebroker", "streams"] and "--curve-broker-key" in test

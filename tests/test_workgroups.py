@@ -72,14 +72,19 @@ class Cluster:
     def rows(self, where: str = "1", *params) -> list[tuple]:
         if not self.db.exists():
             return []
-        with sqlite3.connect(self.db) as conn:
-            rows = conn.execute(
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(
                 "SELECT consumer, stream, session, seq, age_ns, t_start FROM results "
                 f"WHERE {where} ORDER BY id",
                 params,
             ).fetchall()
-        conn.close()
-        return rows
+        except sqlite3.OperationalError as exc:  # the sink has not made its table yet
+            if "no such table" in str(exc):
+                return []
+            raise
+        finally:
+            conn.close()
 
     def groups(self) -> list[dict]:
         reply = control.request(self.control, "groups")

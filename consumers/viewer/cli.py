@@ -11,6 +11,7 @@ from framebroker import metrics
 from framebroker.cli import Command, parse_port
 from framebroker.config import add_broker_options, add_option, resolve_endpoint
 from framebroker.protocol import subscription_for
+from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
 
 
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="streams to show, comma separated: cam1, site1/ (a group), * (all)",
     )
+    add_client_security_options(parser, "broker")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.http_host,
         port=args.http_port,
         subscriptions=tuple(subscription_for(p) for p in patterns),
+        security=client_security(args, "broker"),
     )
     viewer = Viewer(config)
     metrics.expose(ViewerCollector(viewer))

@@ -24,6 +24,7 @@ from framebroker import codec
 from framebroker.errors import CodecError, ProtocolError
 from framebroker.protocol import FrameHeader, decode_frame
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
 
 log = logging.getLogger("framebroker.viewer")
@@ -60,9 +61,15 @@ class LatestFrame:
 class FrameHub:
     """Subscribes to the broker's publish endpoint; keeps the newest frame per stream."""
 
-    def __init__(self, publish: str, subscriptions: Sequence[bytes] = (b"",)) -> None:
+    def __init__(
+        self,
+        publish: str,
+        subscriptions: Sequence[bytes] = (b"",),
+        security: ClientSecurity = PLAINTEXT_CLIENT,
+    ) -> None:
         self.publish = publish
         self.subscriptions = tuple(subscriptions)
+        self.security = security
         self.frames: dict[str, LatestFrame] = {}
         self.received = 0  # frame messages taken off the socket
         self.malformed = 0
@@ -78,6 +85,7 @@ class FrameHub:
         sock: Any = make_socket(self._ctx, zmq.SUB)
         for prefix in self.subscriptions:
             sock.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.security.secure(sock, "broker")
         connect(sock, self.publish)
         self._sock = sock
         self._task = asyncio.create_task(self._receive(), name="viewer-receive")

@@ -23,6 +23,7 @@ from consumers.viewer.hub import FrameHub, jpeg_of
 from consumers.viewer.results import ResultsReader
 from framebroker import control
 from framebroker.errors import FrameBrokerError
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
 log = logging.getLogger("framebroker.viewer")
 
@@ -40,12 +41,16 @@ class ViewerConfig:
     port: int = 8080
     subscriptions: tuple[bytes, ...] = (b"",)
     quality: int = 80  # for raw streams, encoded to JPEG for the browser
+    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
+
+    def __post_init__(self) -> None:
+        self.security.require("broker")
 
 
 class Viewer:
     def __init__(self, config: ViewerConfig) -> None:
         self.config = config
-        self.hub = FrameHub(config.publish, config.subscriptions)
+        self.hub = FrameHub(config.publish, config.subscriptions, config.security)
         self.results = ResultsReader(config.db) if config.db else None
         self.broker_streams: list[dict[str, Any]] = []
         self.broker_error: str | None = "not asked yet"
@@ -96,6 +101,7 @@ class Viewer:
                 self.config.control,
                 self.config.db or "nowhere (no --db)",
             )
+            log.info("viewer security: %s", self.config.security.describe("broker"))
             self._tasks = [
                 asyncio.create_task(self._refresh_streams()),
                 asyncio.create_task(self._refresh_results()),
@@ -115,9 +121,7 @@ class Viewer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                reply = await loop.run_in_executor(
-                    None, lambda: control.request(self.config.control, "streams", timeout=1.0)
-                )
+                reply = await loop.run_in_executor(None, self._ask_streams)
                 if reply.get("ok"):
                     self.broker_streams = list(reply.get("streams", []))
                     self.broker_error = None
@@ -126,6 +130,11 @@ class Viewer:
             except FrameBrokerError as exc:
                 self.broker_error = str(exc)
             await asyncio.sleep(STREAMS_EVERY_S)
+
+    def _ask_streams(self) -> dict[str, Any]:
+        return control.request(
+            self.config.control, "streams", timeout=1.0, security=self.config.security
+        )
 
     async def _refresh_results(self) -> None:
         if self.results is None:
