@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from broker.limits import DEFAULT_MAX_CONTROL_SIZE, BrokerLimits
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
@@ -23,7 +24,7 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
-CONTROL_MAX_MESSAGE_SIZE = 64 << 10  # control requests are tiny msgpack maps
+CONTROL_MAX_MESSAGE_SIZE = DEFAULT_MAX_CONTROL_SIZE  # the default of limits.max_control_size
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class BrokerConfig:
     without a frame after which a stream leaves the registry (0 = never).
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
     queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
-    poll timeout, which bounds how long ``close()`` takes to take effect.
+    poll timeout, which bounds how long ``close()`` takes to take effect. ``limits``: how
+    many streams and subscriptions, and how many bytes of cached frames, the broker keeps
+    whatever its peers send (:class:`broker.limits.BrokerLimits`).
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
@@ -47,6 +50,7 @@ class BrokerConfig:
     log_stats: float = DEFAULT_LOG_STATS
     publish_hwm: int = DEFAULT_PUBLISH_HWM
     poll_ms: int = 100
+    limits: BrokerLimits = field(default_factory=BrokerLimits)
 
     def __post_init__(self) -> None:
         for name in ("ingest", "publish", "control"):

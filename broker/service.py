@@ -12,15 +12,18 @@ One thread runs one poll loop over four sockets:
   ``zmq.Frame`` that was received (zero copy), recorded in the
   :class:`~broker.registry.StreamRegistry` and kept as its stream's newest frame. A
   malformed message is counted by kind, logged (rate-limited) and dropped, never
-  forwarded.
-- publish (XPUB, bind, ``XPUB_VERBOSE``): every subscribe message, repeated ones too,
-  makes the broker send the cached newest frame of each live stream whose topic starts
-  with the subscribed prefix (the ZMQ Guide's "Last Value Cache"; ``b""`` matches all).
-  XPUB sends that frame to *every* matching subscriber, so a subscriber that was already
-  there may see it twice (same session and seq); consumers drop such duplicates.
-- control (ROUTER, bind): msgpack requests ``ping``/``streams``/``stats`` from REQ
-  clients (envelope ``[id, b"", request]``) or DEALER clients (``[id, request]``); the
-  reply goes back with the same envelope. A bad request gets ``ok=false``, never silence.
+  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``.
+- publish (XPUB, bind, ``XPUB_VERBOSE``, ``MAXMSGSIZE``): every subscribe message,
+  repeated ones too, makes the broker send the cached newest frame of each live stream
+  whose topic starts with the subscribed prefix (the ZMQ Guide's "Last Value Cache";
+  ``b""`` matches all), within rate limits (``broker/limits.py``). XPUB sends that frame
+  to *every* matching subscriber, so a subscriber that was already there may see it
+  twice (same session and seq); consumers drop such duplicates.
+- control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests ``ping``/``streams``/``stats``
+  from REQ clients (envelope ``[id, b"", request]``) or DEALER clients (``[id,
+  request]``); the reply goes back with the same envelope. A bad request gets
+  ``ok=false``, never silence; a message of more than ``MAX_CONTROL_PARTS`` parts is
+  dropped unanswered (no client sends one).
 - a monitor of the ingest socket counts peer disconnects (read every 100 ms tick rather
   than polled: one socket less in every poll); libzmq disconnects a peer that sends more
   than ``MAXMSGSIZE``, so oversize messages show up there.
@@ -43,9 +46,12 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from broker.config import CONTROL_MAX_MESSAGE_SIZE, BrokerConfig
+from broker.config import BrokerConfig
+from broker.limits import MAX_CONTROL_PARTS, CacheSendLimiter
+from broker.multipart import recv_parts
 from broker.registry import StreamInfo, StreamRegistry
 from broker.stats import BrokerStats, Counters, StatsLog
+from broker.subscriptions import Subscriptions
 from framebroker import __version__
 from framebroker.errors import ProtocolError, TransportError
 from framebroker.protocol import (
@@ -64,7 +70,7 @@ log = logging.getLogger("framebroker.broker")
 INGEST_BATCH = 256  # messages drained per poll before other sockets get a turn
 OTHER_BATCH = 64
 TICK_NS = 100_000_000  # housekeeping (stale streams, stats log) every 100 ms
-_SUBSCRIBE, _UNSUBSCRIBE = 1, 0
+CONTROL_HWM = 16  # control messages queued per client each way (clients ask one at a time)
 
 Socket = zmq.Socket[Any]
 
@@ -90,9 +96,17 @@ class Broker:
         self.ingest_endpoint = ""
         self.publish_endpoint = ""
         self.control_endpoint = ""
-        self._registry = StreamRegistry(self.config.stale_after, self.config.forget_after)
+        limits = self.config.limits
+        self._registry = StreamRegistry(
+            self.config.stale_after,
+            self.config.forget_after,
+            max_streams=limits.max_streams,
+            cache_budget=limits.cache_budget,
+        )
         self._counters = Counters()
         self._rlog = RateLimitedLog(log)
+        self._subscriptions = Subscriptions(limits.max_subscriptions, self._counters, self._rlog)
+        self._cache_limiter = CacheSendLimiter(limits.cache_send_rate)
         self._stats_log = StatsLog(self.config.log_stats) if self.config.log_stats else None
         self._ops = {"ping": self._op_ping, "streams": self._op_streams, "stats": self._op_stats}
         self._ctx: zmq.Context[Any] | None = None
@@ -132,9 +146,13 @@ class Broker:
     def _bind_all(self, ctx: zmq.Context[Any]) -> _Sockets:
         cfg = self.config
         ingest = self._add(make_socket(ctx, zmq.SUB, maxmsgsize=cfg.max_message_size))
-        publish = self._add(make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm))
+        lim = cfg.limits
+        publish = self._add(
+            make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm, maxmsgsize=lim.max_subscription_size)
+        )
+        hwm, size = CONTROL_HWM, lim.max_control_size
         control = self._add(
-            make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE, heartbeat_ms=None)
+            make_socket(ctx, zmq.ROUTER, sndhwm=hwm, rcvhwm=hwm, maxmsgsize=size, heartbeat_ms=None)
         )
         try:
             ingest.setsockopt(zmq.SUBSCRIBE, b"")
@@ -227,13 +245,17 @@ class Broker:
         """A snapshot of the totals; callable from any thread."""
         now = time.monotonic_ns()
         live, stale = self._registry.counts(now)
-        return BrokerStats.from_counters(
+        stats = BrokerStats.from_counters(
             self._counters,
             uptime_s=(now - self._started_ns) / 1e9,
             live=live,
             stale=stale,
             forgotten=self._registry.forgotten,
+            cached_bytes=self._registry.cached_bytes,
+            subscription_prefixes=len(self._subscriptions),
         )
+        stats.rejected_by_reason.update(self._registry.refused())
+        return stats
 
     def streams(self) -> list[StreamInfo]:
         """Every known stream, sorted by id; callable from any thread."""
@@ -263,6 +285,7 @@ class Broker:
                 next_tick = now + TICK_NS
                 self._drain_monitor(io.monitor)
                 self._registry.expire(now)
+                self._cache_limiter.prune(now)
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())
@@ -282,9 +305,14 @@ class Broker:
                 return
             buffer = frame.buffer
             try:
-                topic, peeked = peek_frame(buffer)
+                topic, peeked, payload = peek_frame(buffer)
                 entry = lookup(topic)
-                header = decode_frame(buffer).header if needs_check(entry, peeked, now) else None
+                if needs_check(entry, peeked, payload, now):
+                    header = decode_frame(buffer).header
+                    if entry is None and not registry.admit(header.stream):
+                        continue  # beyond limits.max_streams: counted and logged
+                else:
+                    header = None
             except ProtocolError as exc:
                 self._drop(exc, len(buffer))
                 continue
@@ -310,25 +338,22 @@ class Broker:
         )
 
     def _drain_subscriptions(self, publish: Socket) -> None:
-        c = self._counters
+        accept = self._subscriptions.accept
         for _ in range(OTHER_BATCH):
             try:
                 msg = publish.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not msg:
-                continue
-            if msg[0] == _SUBSCRIBE:
-                c.subscriptions += 1
-                self._send_cached(publish, msg[1:])
-            elif msg[0] == _UNSUBSCRIBE:
-                c.unsubscriptions += 1
+            prefix = accept(msg)
+            if prefix is not None:
+                self._send_cached(publish, prefix)
 
     def _send_cached(self, publish: Socket, prefix: bytes) -> None:
         """Last value cache: the newest frame of each live stream matching ``prefix``."""
         c = self._counters
+        now = time.monotonic_ns()
         sent = 0
-        for entry in self._registry.matching(prefix, time.monotonic_ns()):
+        for entry in self._cache_limiter.select(self._registry.matching(prefix, now), now, c):
             c.cache_sends += 1  # counted first: whoever sees the frame sees the count
             publish.send(entry.cached, copy=False)
             sent += 1
@@ -355,10 +380,14 @@ class Broker:
     def _serve_control(self, control: Socket) -> None:
         for _ in range(OTHER_BATCH):
             try:
-                parts = control.recv_multipart(zmq.NOBLOCK)
+                parts, total = recv_parts(control, MAX_CONTROL_PARTS)
             except zmq.Again:
                 return
             self._counters.control_requests += 1
+            if total > MAX_CONTROL_PARTS:  # no client sends that: drop, do not echo it
+                self._counters.count_rejected("control_envelope")
+                self._rlog.warning("control_envelope", "dropped a %d-part control message", total)
+                continue
             reply = self._answer(parts[-1])
             try:
                 control.send_multipart([*parts[:-1], reply], zmq.NOBLOCK)
@@ -374,6 +403,7 @@ class Broker:
             return op()
         except ProtocolError as exc:
             self._counters.control_errors += 1
+            self._counters.count_rejected("control_" + exc.kind)
             self._rlog.warning("control", "bad control request: %s", exc.reason)
             return encode_error_reply(exc.reason)
         except Exception as exc:  # a bug in a report must not take the broker down

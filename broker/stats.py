@@ -22,6 +22,7 @@ class Counters:
         "frames_out",
         "malformed",
         "malformed_by_kind",
+        "rejected_by_reason",
         "subscriptions",
         "unsubscriptions",
     )
@@ -38,10 +39,16 @@ class Counters:
         self.unsubscriptions = 0
         self.control_requests = 0
         self.control_errors = 0  # requests answered with ok=false
+        # input refused or not served, by reason (limits, bad subscriptions and control
+        # messages; see docs/protocol.md "Limits"); malformed frames are counted above
+        self.rejected_by_reason: dict[str, int] = {}
 
     def count_malformed(self, kind: str) -> None:
         self.malformed += 1
         self.malformed_by_kind[kind] = self.malformed_by_kind.get(kind, 0) + 1
+
+    def count_rejected(self, reason: str, n: int = 1) -> None:
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class BrokerStats:
     ``disconnects`` counts ingest peers that went away: producers stopping, network
     failures and producers that sent a message larger than ``max_message_size`` (libzmq
     disconnects those and does not say why, so oversize messages are not counted apart).
+    ``rejected_by_reason`` counts what the limits refused (``broker/limits.py``) and bad
+    subscriptions and control messages; ``cached_bytes`` is the size of the newest frames
+    kept (at most the cache budget) and ``subscription_prefixes`` the distinct
+    subscriptions tracked (at most ``max_subscriptions``).
     """
 
     uptime_s: float
@@ -68,10 +79,21 @@ class BrokerStats:
     streams_stale: int
     streams_forgotten: int
     malformed_by_kind: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    cached_bytes: int = 0
+    subscription_prefixes: int = 0
 
     @classmethod
     def from_counters(
-        cls, c: Counters, *, uptime_s: float, live: int, stale: int, forgotten: int
+        cls,
+        c: Counters,
+        *,
+        uptime_s: float,
+        live: int,
+        stale: int,
+        forgotten: int,
+        cached_bytes: int = 0,
+        subscription_prefixes: int = 0,
     ) -> BrokerStats:
         return cls(
             uptime_s=round(uptime_s, 3),
@@ -89,6 +111,9 @@ class BrokerStats:
             streams_stale=stale,
             streams_forgotten=forgotten,
             malformed_by_kind=dict(c.malformed_by_kind),
+            rejected_by_reason=dict(c.rejected_by_reason),
+            cached_bytes=cached_bytes,
+            subscription_prefixes=subscription_prefixes,
         )
 
     def to_map(self) -> dict[str, Any]:
@@ -114,7 +139,7 @@ class StatsLog:
 
         log.info(
             "streams %d live, %d stale | in %.1f fps %.2f MB/s | out %.1f fps | "
-            "lvc %d | subs %d | malformed %d | disconnects %d",
+            "lvc %d | subs %d | malformed %d | rejected %d | disconnects %d",
             stats.streams_live,
             stats.streams_stale,
             rate("frames_in"),
@@ -123,5 +148,6 @@ class StatsLog:
             stats.cache_sends,
             stats.subscriptions,
             stats.malformed,
+            sum(stats.rejected_by_reason.values()),
             stats.disconnects,
         )
