@@ -70,12 +70,26 @@ class BrokerCollector:
         yield counter("broker_bytes_in_all", "bytes of valid frames received", one(stats.bytes_in))
         for name, doc in _TOTALS:
             yield counter("broker_" + name, doc, one(getattr(stats, name)))
-        kinds = {(kind,): n for kind, n in stats.malformed_by_kind.items()}
+        dropped: dict[tuple[str, ...], float] = {
+            ("malformed_" + kind,): n for kind, n in stats.malformed_by_kind.items()
+        }
+        dropped.update({(reason,): n for reason, n in stats.rejected_by_reason.items()})
         yield counter(
             "broker_dropped",
-            "ingest messages dropped, by reason (malformed kinds of docs/protocol.md)",
-            {("malformed_" + k[0],): n for k, n in kinds.items()},
+            "input dropped or refused, by reason: malformed_<kind> (ingest, kinds of "
+            "docs/protocol.md) and the limits and bad messages of docs/metrics.md",
+            dropped,
             ("reason",),
+        )
+        yield gauge(
+            "broker_cached_bytes",
+            "bytes of newest frames cached (<= --cache-budget)",
+            one(stats.cached_bytes),
+        )
+        yield gauge(
+            "broker_subscription_prefixes",
+            "distinct subscriptions tracked (<= --max-subscriptions)",
+            one(stats.subscription_prefixes),
         )
         yield gauge(
             "broker_subscribers",
