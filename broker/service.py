@@ -70,7 +70,7 @@ log = logging.getLogger("framebroker.broker")
 INGEST_BATCH = 256  # messages drained per poll before other sockets get a turn
 OTHER_BATCH = 64
 TICK_NS = 100_000_000  # housekeeping (stale streams, stats log) every 100 ms
-CONTROL_HWM = 16  # control messages queued per client each way (clients ask one at a time)
+CONTROL_HWM = 64  # control messages queued per client each way (clients ask one at a time)
 
 Socket = zmq.Socket[Any]
 

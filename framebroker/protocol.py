@@ -202,7 +202,7 @@ def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any], int]:
     """
     head = bytes(data[: MAX_STREAM_ID_BYTES + 1 + _PREAMBLE])  # topic, 0x00, preamble
     end = head.find(0)
-    if end <= 0:
+    if not 0 < end <= MAX_STREAM_ID_BYTES:
         raise ProtocolError(
             f"message has no topic terminator within the first {MAX_STREAM_ID_BYTES + 1} bytes",
             head,

@@ -130,6 +130,7 @@ def test_peek_frame_parses_the_structure_without_validating_fields():
     ("data", "kind"),
     [
         (b"no terminator at all", "no_terminator"),
+        (b"x" * 201 + b"\x00\x01\x00\x00\x00\x01\x80", "no_terminator"),  # topic too long
         (b"cam1\x00", "truncated"),
         (b"cam1\x00\x01\x00\x00\xff\xff" + b"short", "truncated"),
         (b"cam1\x00\x02\x00\x00\x00\x01\x80", "version"),
