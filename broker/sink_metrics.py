@@ -2,7 +2,7 @@
 
 Every integer field of the stats snapshot becomes ``framebroker_sink_<field>_total``,
 except ``pending`` (results decoded, not yet stored: the sink's lag), a gauge;
-``malformed_by_reason`` becomes ``framebroker_sink_dropped_total{reason=...}``.
+``malformed_by_reason`` becomes ``framebroker_sink_malformed_by_reason_total{reason=...}``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SinkCollector:
             value = getattr(stats, field.name)
             if isinstance(value, dict):
                 yield counter(
-                    "sink_dropped",
+                    "sink_malformed_by_reason",
                     "result messages dropped as malformed, by reason",
                     {(reason,): n for reason, n in value.items()},
                     ("reason",),

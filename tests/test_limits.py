@@ -14,6 +14,7 @@ import time
 import msgpack
 import pytest
 import zmq
+from prometheus_client import CollectorRegistry, generate_latest
 
 from broker.cli import add_broker_arguments, broker_config
 from broker.limits import (
@@ -22,7 +23,9 @@ from broker.limits import (
     CacheSendLimiter,
     TokenBucket,
 )
+from broker.metrics import BrokerCollector
 from broker.registry import StreamRegistry
+from broker.sink_metrics import SinkCollector
 from broker.stats import Counters
 from broker.subscriptions import Subscriptions
 from framebroker import control, protocol
@@ -43,6 +46,14 @@ from tests.hostile import (
 )
 
 NS = 1_000_000_000
+
+
+def exposition(collector) -> str:
+    """The Prometheus text of one collector (registering it checks for duplicate names)."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry).decode()
+
 
 # --- pure --------------------------------------------------------------------------------
 
@@ -172,6 +183,10 @@ def test_stream_limit_refuses_new_streams_and_keeps_serving_known_ones(caplog):
         assert [s.stream for s in broker.streams()] == ["a", "b", "c"]
         stats = control.request(broker.control_endpoint, "stats")
         assert stats["rejected_by_reason"]["stream_limit"] == 20
+        text = exposition(BrokerCollector(broker))
+        assert 'framebroker_broker_dropped_total{reason="stream_limit"} 20.0' in text
+        assert "framebroker_broker_cached_bytes " in text
+        assert "framebroker_broker_subscription_prefixes 1.0" in text
     assert "--max-streams" in caplog.text
 
 
@@ -306,5 +321,8 @@ def test_sink_counts_bad_messages_by_reason_and_stores_the_good(tmp_path):
             "envelope": 1,
         }
         assert stats.malformed == 5 and running.errors == []
+        text = exposition(SinkCollector(sink))
+        assert 'framebroker_sink_malformed_by_reason_total{reason="multipart"} 1.0' in text
+        assert "framebroker_sink_malformed_total 5.0" in text
     finally:
         running.close()
