@@ -302,6 +302,8 @@ class StreamRegistry:
 
     def _not_cached(self, entry: StreamEntry, size: int) -> None:
         self._release(entry)  # an older frame is no stand-in for the newest
+        if not self._cache_budget:
+            return  # --cache-budget 0: no last value cache, as configured
         self.not_cached += 1
         self._rlog.warning(
             "cache-budget",

@@ -156,6 +156,9 @@ def test_registry_cache_budget_is_never_exceeded():
     assert reg.refused()["cache_budget"] >= 1
     reg.expire(t0 + 2 * NS)  # stale: cached frames released, their bytes given back
     assert reg.cached_bytes == 0
+    off = StreamRegistry(stale_after=1.0, cache_budget=0)  # no cache at all, as asked
+    off.observe(header("a"), 100, t0, "frame")
+    assert list(off.matching(b"", t0)) == [] and off.refused() == {}
 
 
 # --- the broker, real sockets --------------------------------------------------------------
