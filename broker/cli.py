@@ -19,6 +19,12 @@ from broker.config import (
     BrokerConfig,
 )
 from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
+from broker.limits import (
+    DEFAULT_CACHE_SEND_RATE,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    BrokerLimits,
+)
 from broker.metrics import BrokerCollector
 from broker.service import Broker
 from broker.watch import watch
@@ -150,6 +156,41 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         help="a worker that sends no request for this long leaves its group",
     )
     add_server_security_options(parser)
+    add_limit_arguments(parser)
+
+
+# (flag, default, type, metavar, help): the bounds of broker/limits.py
+_LIMITS: tuple[tuple[str, Any, Any, str, str], ...] = (
+    ("--max-streams", DEFAULT_MAX_STREAMS, int, "N",
+     "streams known at once; frames of one more new stream are dropped (stale streams are "
+     "forgotten early to make room)"),
+    ("--max-subscriptions", DEFAULT_MAX_SUBSCRIPTIONS, int, "N",
+     "distinct subscriptions tracked; one more gets no cached frames"),
+    ("--cache-budget", "1G", parse_bytes, "BYTES",
+     "newest frames cached for new subscribers, all streams together (0: none)"),
+    ("--cache-send-rate", DEFAULT_CACHE_SEND_RATE, parse_positive, "PER_SECOND",
+     "times per second a stream's cached frame is sent to new subscriptions, at most"),
+    ("--max-subscription-size", "256", parse_bytes, "BYTES",
+     "largest subscription message; libzmq disconnects a subscriber sending more"),
+    ("--max-control-size", "64k", parse_bytes, "BYTES",
+     "largest control request; libzmq disconnects a client sending more"),
+)  # fmt: skip
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, default, type_, metavar, help_ in _LIMITS:
+        add_option(parser, flag, default=default, type=type_, metavar=metavar, help=help_)
+
+
+def broker_limits(args: argparse.Namespace) -> BrokerLimits:
+    return BrokerLimits(
+        max_streams=args.max_streams,
+        max_subscriptions=args.max_subscriptions,
+        cache_budget=args.cache_budget,
+        cache_send_rate=args.cache_send_rate,
+        max_subscription_size=args.max_subscription_size,
+        max_control_size=args.max_control_size,
+    )
 
 
 def broker_config(args: argparse.Namespace) -> BrokerConfig:
@@ -167,6 +208,7 @@ def broker_config(args: argparse.Namespace) -> BrokerConfig:
         max_workers=args.max_workers,
         worker_timeout=args.worker_timeout,
         security=server_security(args),
+        limits=broker_limits(args),
     )
 
 

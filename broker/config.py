@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
+from broker.limits import DEFAULT_MAX_CONTROL_SIZE, BrokerLimits
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
@@ -27,7 +28,7 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
-CONTROL_MAX_MESSAGE_SIZE = 64 << 10  # control requests are tiny msgpack maps
+CONTROL_MAX_MESSAGE_SIZE = DEFAULT_MAX_CONTROL_SIZE  # the default of limits.max_control_size
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class BrokerConfig:
     default and a free port when control binds port 0); ``max_groups``, ``max_workers``
     (per group) bound them; a worker silent for ``worker_timeout`` seconds is dropped.
     ``security``: CURVE keys and allow-list (framebroker.security), plaintext by default.
+    ``limits``: how many streams and subscriptions, and how many bytes of cached frames,
+    the broker keeps whatever its peers send (:class:`broker.limits.BrokerLimits`).
     """
 
     ingest: str = bind_endpoint(INGEST_PORT)
@@ -60,6 +63,7 @@ class BrokerConfig:
     max_workers: int = DEFAULT_MAX_WORKERS
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
     security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on every port, or on none
+    limits: BrokerLimits = field(default_factory=BrokerLimits)
 
     def __post_init__(self) -> None:
         if self.work == AUTO:

@@ -80,15 +80,16 @@ class BrokerCollector:
         yield counter("broker_bytes_in_all", "bytes of valid frames received", one(stats.bytes_in))
         for name, doc in _TOTALS:
             yield counter("broker_" + name, doc, one(getattr(stats, name)))
-        kinds = {(kind,): n for kind, n in stats.malformed_by_kind.items()}
         dropped: dict[tuple[str, ...], float] = {
-            ("malformed_" + k[0],): n for k, n in kinds.items()
+            ("malformed_" + kind,): n for kind, n in stats.malformed_by_kind.items()
         }
+        dropped.update({(reason,): n for reason, n in stats.rejected_by_reason.items()})
         dropped[("auth",)] = stats.auth_rejected
         yield counter(
             "broker_dropped",
-            "ingest messages dropped, by reason (malformed kinds of docs/protocol.md), and "
-            "client connections refused by CURVE (auth: nothing of theirs was received)",
+            "input dropped or refused, by reason: malformed_<kind> (ingest, kinds of "
+            "docs/protocol.md), the limits and bad messages of docs/metrics.md, and auth "
+            "(client connections refused by CURVE: nothing of theirs was received)",
             dropped,
             ("reason",),
         )
@@ -97,6 +98,16 @@ class BrokerCollector:
             "client handshakes rejected by CURVE, by port (reasons: the stats control op)",
             {(name,): n for name, n in stats.auth_rejected_by_socket.items()},
             ("socket",),
+        )
+        yield gauge(
+            "broker_cached_bytes",
+            "bytes of newest frames cached (<= --cache-budget)",
+            one(stats.cached_bytes),
+        )
+        yield gauge(
+            "broker_subscription_prefixes",
+            "distinct subscriptions tracked (<= --max-subscriptions)",
+            one(stats.subscription_prefixes),
         )
         yield gauge(
             "broker_subscribers",

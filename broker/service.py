@@ -12,17 +12,20 @@ One thread runs one poll loop over five sockets:
   ``zmq.Frame`` that was received (zero copy), recorded in the
   :class:`~broker.registry.StreamRegistry` and kept as its stream's newest frame. A
   malformed message is counted by kind, logged (rate-limited) and dropped, never
-  forwarded.
-- publish (XPUB, bind, ``XPUB_VERBOSE``): every subscribe message, repeated ones too,
-  makes the broker send the cached newest frame of each live stream whose topic starts
-  with the subscribed prefix (the ZMQ Guide's "Last Value Cache"; ``b""`` matches all).
-  XPUB sends that frame to *every* matching subscriber, so a subscriber that was already
-  there may see it twice (same session and seq); consumers drop such duplicates.
-- control (ROUTER, bind): msgpack requests ``ping``/``streams``/``stats`` from REQ
-  clients (envelope ``[id, b"", request]``) or DEALER clients (``[id, request]``); the
-  reply goes back with the same envelope. A bad request gets ``ok=false``, never silence.
-- work (ROUTER, bind, protocol v1.2): workers of a *work group* ask for frames by
-  credit and each new frame goes to at most one idle worker per group
+  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``.
+- publish (XPUB, bind, ``XPUB_VERBOSE``, ``MAXMSGSIZE``): every subscribe message,
+  repeated ones too, makes the broker send the cached newest frame of each live stream
+  whose topic starts with the subscribed prefix (the ZMQ Guide's "Last Value Cache";
+  ``b""`` matches all), within rate limits (``broker/limits.py``). XPUB sends that frame
+  to *every* matching subscriber, so a subscriber that was already there may see it
+  twice (same session and seq); consumers drop such duplicates.
+- control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests ``ping``/``streams``/``stats``
+  from REQ clients (envelope ``[id, b"", request]``) or DEALER clients (``[id,
+  request]``); the reply goes back with the same envelope. A bad request gets
+  ``ok=false``, never silence; a message of more than ``MAX_CONTROL_PARTS`` parts is
+  dropped unanswered (no client sends one).
+- work (ROUTER, bind, ``MAXMSGSIZE``, protocol v1.2): workers of a *work group* ask for
+  frames by credit and each new frame goes to at most one idle worker per group
   (:mod:`broker.work_port`, :mod:`broker.groups`); frames that arrive while every worker
   is busy wait as their stream's newest, never in a queue.
 - a monitor of the ingest socket counts peer disconnects (read every 100 ms tick rather
@@ -51,10 +54,13 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from broker.config import CONTROL_MAX_MESSAGE_SIZE, BrokerConfig
+from broker.config import BrokerConfig
 from broker.groups import GroupInfo, WorkGroups
+from broker.limits import MAX_CONTROL_PARTS, CacheSendLimiter
+from broker.multipart import recv_parts
 from broker.registry import StreamInfo, StreamRegistry
 from broker.stats import BrokerStats, Counters, StatsLog
+from broker.subscriptions import Subscriptions
 from broker.work_port import WorkPort
 from framebroker import __version__
 from framebroker.errors import ProtocolError, TransportError
@@ -75,7 +81,7 @@ log = logging.getLogger("framebroker.broker")
 INGEST_BATCH = 256  # messages drained per poll before other sockets get a turn
 OTHER_BATCH = 64
 TICK_NS = 100_000_000  # housekeeping (stale streams, stats log) every 100 ms
-_SUBSCRIBE, _UNSUBSCRIBE = 1, 0
+CONTROL_HWM = 64  # control messages queued per client each way (clients ask one at a time)
 
 Socket = zmq.Socket[Any]
 
@@ -103,9 +109,17 @@ class Broker:
         self.publish_endpoint = ""
         self.control_endpoint = ""
         self.work_endpoint = ""
-        self._registry = StreamRegistry(self.config.stale_after, self.config.forget_after)
+        limits = self.config.limits
+        self._registry = StreamRegistry(
+            self.config.stale_after,
+            self.config.forget_after,
+            max_streams=limits.max_streams,
+            cache_budget=limits.cache_budget,
+        )
         self._counters = Counters()
         self._rlog = RateLimitedLog(log)
+        self._subscriptions = Subscriptions(limits.max_subscriptions, self._counters, self._rlog)
+        self._cache_limiter = CacheSendLimiter(limits.cache_send_rate)
         self._stats_log = StatsLog(self.config.log_stats) if self.config.log_stats else None
         self._work = WorkPort(
             WorkGroups(
@@ -163,11 +177,15 @@ class Broker:
     def _bind_all(self, ctx: zmq.Context[Any]) -> _Sockets:
         cfg = self.config
         ingest = self._add(make_socket(ctx, zmq.SUB, maxmsgsize=cfg.max_message_size))
-        publish = self._add(make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm))
-        control = self._add(
-            make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE, heartbeat_ms=None)
+        lim = cfg.limits
+        publish = self._add(
+            make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm, maxmsgsize=lim.max_subscription_size)
         )
-        work = self._add(make_socket(ctx, zmq.ROUTER, maxmsgsize=CONTROL_MAX_MESSAGE_SIZE))
+        hwm, size = CONTROL_HWM, lim.max_control_size
+        control = self._add(
+            make_socket(ctx, zmq.ROUTER, sndhwm=hwm, rcvhwm=hwm, maxmsgsize=size, heartbeat_ms=None)
+        )
+        work = self._add(make_socket(ctx, zmq.ROUTER, maxmsgsize=size))
         self._guard.start(ctx)  # before any bind: CURVE on all four sockets, or on none
         self._guard.secure(ingest, "ingest", monitor=False)  # its monitor is ours, below
         self._guard.secure(publish, "publish")
@@ -268,16 +286,20 @@ class Broker:
         """A snapshot of the totals; callable from any thread."""
         now = time.monotonic_ns()
         live, stale = self._registry.counts(now)
-        return BrokerStats.from_counters(
+        stats = BrokerStats.from_counters(
             self._counters,
             uptime_s=(now - self._started_ns) / 1e9,
             live=live,
             stale=stale,
             forgotten=self._registry.forgotten,
             work=self._work.counters(),
-            rejected_by_socket=self._guard.rejected_by_socket,
-            rejected_by_reason=self._guard.rejected_by_reason,
+            auth_by_socket=self._guard.rejected_by_socket,
+            auth_by_reason=self._guard.rejected_by_reason,
+            cached_bytes=self._registry.cached_bytes,
+            subscription_prefixes=len(self._subscriptions),
         )
+        stats.rejected_by_reason.update(self._registry.refused())
+        return stats
 
     def streams(self) -> list[StreamInfo]:
         """Every known stream, sorted by id; callable from any thread."""
@@ -314,6 +336,7 @@ class Broker:
                 self._guard.poll()
                 self._registry.expire(now)
                 self._work.expire(now)
+                self._cache_limiter.prune(now)
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())
@@ -335,9 +358,14 @@ class Broker:
                 return
             buffer = frame.buffer
             try:
-                topic, peeked = peek_frame(buffer)
+                topic, peeked, payload = peek_frame(buffer)
                 entry = lookup(topic)
-                header = decode_frame(buffer).header if needs_check(entry, peeked, now) else None
+                if needs_check(entry, peeked, payload, now):
+                    header = decode_frame(buffer).header
+                    if entry is None and not registry.admit(header.stream):
+                        continue  # beyond limits.max_streams: counted and logged
+                else:
+                    header = None
             except ProtocolError as exc:
                 self._drop(exc, len(buffer))
                 continue
@@ -365,25 +393,22 @@ class Broker:
         )
 
     def _drain_subscriptions(self, publish: Socket) -> None:
-        c = self._counters
+        accept = self._subscriptions.accept
         for _ in range(OTHER_BATCH):
             try:
                 msg = publish.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not msg:
-                continue
-            if msg[0] == _SUBSCRIBE:
-                c.subscriptions += 1
-                self._send_cached(publish, msg[1:])
-            elif msg[0] == _UNSUBSCRIBE:
-                c.unsubscriptions += 1
+            prefix = accept(msg)
+            if prefix is not None:
+                self._send_cached(publish, prefix)
 
     def _send_cached(self, publish: Socket, prefix: bytes) -> None:
         """Last value cache: the newest frame of each live stream matching ``prefix``."""
         c = self._counters
+        now = time.monotonic_ns()
         sent = 0
-        for entry in self._registry.matching(prefix, time.monotonic_ns()):
+        for entry in self._cache_limiter.select(self._registry.matching(prefix, now), now, c):
             c.cache_sends += 1  # counted first: whoever sees the frame sees the count
             publish.send(entry.cached, copy=False)
             sent += 1
@@ -412,10 +437,14 @@ class Broker:
     def _serve_control(self, control: Socket) -> None:
         for _ in range(OTHER_BATCH):
             try:
-                parts = control.recv_multipart(zmq.NOBLOCK)
+                parts, total = recv_parts(control, MAX_CONTROL_PARTS)
             except zmq.Again:
                 return
             self._counters.control_requests += 1
+            if total > MAX_CONTROL_PARTS:  # no client sends that: drop, do not echo it
+                self._counters.count_rejected("control_envelope")
+                self._rlog.warning("control_envelope", "dropped a %d-part control message", total)
+                continue
             reply = self._answer(parts[-1])
             try:
                 control.send_multipart([*parts[:-1], reply], zmq.NOBLOCK)
@@ -431,6 +460,7 @@ class Broker:
             return op()
         except ProtocolError as exc:
             self._counters.control_errors += 1
+            self._counters.count_rejected("control_" + exc.kind)
             self._rlog.warning("control", "bad control request: %s", exc.reason)
             return encode_error_reply(exc.reason)
         except Exception as exc:  # a bug in a report must not take the broker down

@@ -9,8 +9,13 @@ stream, session and seq): a result resent after a lost acknowledgement is stored
 The sink decodes each message, stamps the time it arrived, and writes them to a
 :class:`~broker.store.ResultStore` in batches (one transaction per ``batch_size`` results
 or per ``flush_interval`` seconds, whichever comes first). A malformed message is
-counted, logged (rate-limited) and dropped. ``close()`` (or ``stop()`` then the end of
-``run()``) stores whatever already arrived before releasing the socket.
+counted by reason (``malformed_by_reason``: ``invalid``, ``version``, ``unstorable``,
+``multipart`` on the results port, ``envelope`` on the acknowledged one), logged
+(rate-limited) and dropped; only the first parts of a many-part message are held.
+Both sockets have ``ZMQ_MAXMSGSIZE`` = ``max_message_size`` (default 1 MiB: decoding a
+msgpack body may take ~75 times its size in memory), and queue at most ``rcvhwm``
+messages per connected peer. ``close()`` (or ``stop()`` then the end of ``run()``)
+stores whatever already arrived before releasing the socket.
 With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that admit only
 allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
 are counted in ``SinkStats.auth_rejected`` and logged.
@@ -27,11 +32,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
+from broker.multipart import recv_parts
 from broker.sink_jsonl import JsonLinesStore
 from broker.store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
 from framebroker.config import (
@@ -50,7 +56,10 @@ log = logging.getLogger("framebroker.sink")
 
 AUTO = "auto"  # acked_results: the results endpoint's port + 2 (see acked_endpoint)
 DEFAULT_DB = "framebroker-results.sqlite"
-DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
+# Results are maps of numbers and short strings. Decoding msgpack can take ~75x the
+# message in memory (a 16 MiB body of nested empty arrays: 1.2 GB and 4.8 s), so a
+# generous 1 MiB bounds what one message may cost; raise it for processors that need it.
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 _POLL_MS = 100  # upper bound on how long stop()/close() waits for the loop to notice
 _RETRY_S = 1.0  # after a failed write, wait this long before trying again
 _FINAL_DRAIN_LIMIT = 100_000
@@ -105,6 +114,7 @@ class SinkStats:
     dropped: int = 0  # results lost because the store kept failing
     pending: int = 0  # decoded, not yet written
     auth_rejected: int = 0  # client handshakes rejected by CURVE (nothing of theirs received)
+    malformed_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def open_store(config: SinkConfig) -> ResultStore:
@@ -142,6 +152,7 @@ class Sink:
         self._flush_at = 0.0
         self._retry_at = 0.0
         self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._malformed: dict[str, int] = {}  # by reason
         self._ratelog = RateLimitedLog(log)
         self._guard = ServerGuard(config.security, "sink")
 
@@ -256,7 +267,10 @@ class Sink:
 
     def stats(self) -> SinkStats:
         return SinkStats(
-            pending=len(self._pending), auth_rejected=self._guard.rejected, **self._counts
+            pending=len(self._pending),
+            auth_rejected=self._guard.rejected,
+            malformed_by_reason=dict(self._malformed),
+            **self._counts,
         )
 
     # --- receive ------------------------------------------------------------------------
@@ -274,22 +288,32 @@ class Sink:
 
     def _drain(self, sock: zmq.Socket[Any], limit: int) -> None:
         routed = sock is self._router
+        want = 2 if routed else 1  # [peer, result] on the ROUTER, [result] on the PULL
         for _ in range(limit):
             try:
-                if routed:
-                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                else:
-                    parts = [sock.recv(zmq.NOBLOCK, copy=True)]
+                parts, total = recv_parts(sock, want)
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
                 self._ratelog.warning("recv", "sink: receive failed: %s", exc)
                 return
-            if routed and len(parts) != 2:
+            if total != want:
                 self._counts["received"] += 1
-                self._counts["malformed"] += 1
+                reason = "envelope" if routed else "multipart"
+                self._malformed_message(reason, sum(map(len, parts)), f"{total} parts")
                 continue
             self._accept(parts[-1], parts[0] if routed else None)
+
+    def _malformed_message(self, reason: str, size: int, why: object) -> None:
+        self._counts["malformed"] += 1
+        self._malformed[reason] = self._malformed.get(reason, 0) + 1
+        self._ratelog.warning(
+            "malformed:" + reason,
+            "sink: dropped a malformed result message (%s, %d bytes): %s",
+            reason,
+            size,
+            why,
+        )
 
     def _accept(self, data: bytes, peer: bytes | None = None) -> None:
         self._counts["received"] += 1
@@ -297,13 +321,7 @@ class Sink:
             message = decode_result(data)
             record = ResultRecord.from_message(message, time.time_ns())
         except ProtocolError as exc:
-            self._counts["malformed"] += 1
-            self._ratelog.warning(
-                "malformed",
-                "sink: dropped a malformed result message (%d bytes): %s",
-                len(data),
-                exc,
-            )
+            self._malformed_message(exc.kind, len(data), exc)
             delivery = peek_result_id(data) if peer is not None else None
             if peer is not None and delivery is not None:
                 self._send_acks({peer: [delivery]})  # resending it would not help

@@ -53,9 +53,10 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         parser,
         "--max-message-size",
-        default="16M",
+        default="1M",
         type=parse_bytes,
-        help="largest result message accepted; a peer sending more is disconnected",
+        help="largest result message accepted, on both results ports; a peer sending more "
+        "is disconnected",
     )
     add_option(parser, "--batch-size", default=100, type=int, help="results per write transaction")
     add_option(

@@ -1,7 +1,8 @@
 """Prometheus metrics of the sink, read from ``Sink.stats()`` at scrape time.
 
 Every integer field of the stats snapshot becomes ``framebroker_sink_<field>_total``,
-except ``pending`` (results decoded, not yet stored: the sink's lag), a gauge.
+except ``pending`` (results decoded, not yet stored: the sink's lag), a gauge;
+``malformed_by_reason`` becomes ``framebroker_sink_malformed_by_reason_total{reason=...}``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class SinkCollector:
         stats = self.sink.stats()
         for field in dataclasses.fields(stats):
             value = getattr(stats, field.name)
+            if isinstance(value, dict):
+                yield counter(
+                    "sink_malformed_by_reason",
+                    "result messages dropped as malformed, by reason",
+                    {(reason,): n for reason, n in value.items()},
+                    ("reason",),
+                )
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if field.name in GAUGES:

@@ -23,6 +23,7 @@ class Counters:
         "frames_out",
         "malformed",
         "malformed_by_kind",
+        "rejected_by_reason",
         "subscriptions",
         "unsubscriptions",
     )
@@ -39,10 +40,16 @@ class Counters:
         self.unsubscriptions = 0
         self.control_requests = 0
         self.control_errors = 0  # requests answered with ok=false
+        # input refused or not served, by reason (limits, bad subscriptions and control
+        # messages; see docs/protocol.md "Limits"); malformed frames are counted above
+        self.rejected_by_reason: dict[str, int] = {}
 
     def count_malformed(self, kind: str) -> None:
         self.malformed += 1
         self.malformed_by_kind[kind] = self.malformed_by_kind.get(kind, 0) + 1
+
+    def count_rejected(self, reason: str, n: int = 1) -> None:
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class BrokerStats:
     ``auth_rejected`` counts client handshakes refused by CURVE on any of the three ports
     (by socket and by reason: ``mechanism`` no CURVE, ``unknown_key`` not in the
     allow-list, ``crypto`` a wrong server key); those are not counted as disconnects.
+    ``rejected_by_reason`` counts what the limits refused (``broker/limits.py``) and bad
+    subscriptions and control messages; ``cached_bytes`` is the size of the newest frames
+    kept (at most the cache budget) and ``subscription_prefixes`` the distinct
+    subscriptions tracked (at most ``max_subscriptions``).
     """
 
     uptime_s: float
@@ -84,6 +95,9 @@ class BrokerStats:
     auth_rejected: int = 0  # client handshakes rejected by CURVE (no, unknown or wrong key)
     auth_rejected_by_socket: dict[str, int] = field(default_factory=dict)
     auth_rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    cached_bytes: int = 0
+    subscription_prefixes: int = 0
 
     @classmethod
     def from_counters(
@@ -95,10 +109,12 @@ class BrokerStats:
         stale: int,
         forgotten: int,
         work: Mapping[str, int] | None = None,
-        rejected_by_socket: Mapping[str, int] | None = None,
-        rejected_by_reason: Mapping[str, int] | None = None,
+        auth_by_socket: Mapping[str, int] | None = None,
+        auth_by_reason: Mapping[str, int] | None = None,
+        cached_bytes: int = 0,
+        subscription_prefixes: int = 0,
     ) -> BrokerStats:
-        by_socket = dict(rejected_by_socket or {})
+        by_socket = dict(auth_by_socket or {})
         return cls(
             uptime_s=round(uptime_s, 3),
             frames_in=c.frames_in,
@@ -118,7 +134,10 @@ class BrokerStats:
             **(work or {}),
             auth_rejected=sum(by_socket.values()),
             auth_rejected_by_socket=by_socket,
-            auth_rejected_by_reason=dict(rejected_by_reason or {}),
+            auth_rejected_by_reason=dict(auth_by_reason or {}),
+            rejected_by_reason=dict(c.rejected_by_reason),
+            cached_bytes=cached_bytes,
+            subscription_prefixes=subscription_prefixes,
         )
 
     def to_map(self) -> dict[str, Any]:
@@ -144,7 +163,7 @@ class StatsLog:
 
         log.info(
             "streams %d live, %d stale | in %.1f fps %.2f MB/s | out %.1f fps | "
-            "lvc %d | subs %d | malformed %d | disconnects %d",
+            "lvc %d | subs %d | malformed %d | rejected %d | disconnects %d",
             stats.streams_live,
             stats.streams_stale,
             rate("frames_in"),
@@ -153,5 +172,6 @@ class StatsLog:
             stats.cache_sends,
             stats.subscriptions,
             stats.malformed,
+            sum(stats.rejected_by_reason.values()),
             stats.disconnects,
         )

@@ -88,7 +88,7 @@ class ResultRecord:
         """A storable record; ProtocolError for numbers SQLite cannot hold or odd results."""
         for name in ("session", "seq", "t_capture", "t_start", "duration_ns"):
             if getattr(msg, name) > INT64_MAX:
-                raise ProtocolError(f"result field {name!r} exceeds 2**63-1")
+                raise ProtocolError(f"result field {name!r} exceeds 2**63-1", kind="unstorable")
         return cls(
             received_ns=received_ns,
             consumer=msg.consumer,
@@ -126,7 +126,9 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     ProtocolError for nesting deeper than MAX_RESULT_DEPTH.
     """
     if depth > MAX_RESULT_DEPTH:
-        raise ProtocolError(f"result map nested deeper than {MAX_RESULT_DEPTH} levels")
+        raise ProtocolError(
+            f"result map nested deeper than {MAX_RESULT_DEPTH} levels", kind="unstorable"
+        )
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

@@ -31,7 +31,8 @@ class ProtocolError(FrameBrokerError):
 
     ``data`` holds (a prefix of) the offending bytes for logging and tests. ``kind`` is a
     short machine-readable label of what was wrong (the broker counts drops by it), e.g.
-    ``"no_terminator"``, ``"truncated"``, ``"header"``, ``"topic_mismatch"``, ``"version"``.
+    ``"no_terminator"``, ``"truncated"``, ``"header"``, ``"topic_mismatch"``, ``"version"``,
+    ``"size_mismatch"`` / ``"not_jpeg"`` (a payload that does not fit its header).
     """
 
     default_kind = "invalid"

@@ -11,7 +11,8 @@ Frame message (ONE ZeroMQ frame, so ZMQ_CONFLATE keeps whole frames)::
     major       1 byte, protocol major version (1)
     hlen        4 bytes, unsigned big-endian, length of the header
     header      msgpack map with string keys (FrameHeader)
-    payload     the rest: JPEG bytes or raw pixels in row-major order
+    payload     the rest: JPEG bytes or raw pixels in row-major order; it must fit the
+                header (raw: exactly prod(shape) x sample size; jpeg: starts FF D8)
 
 Result message (consumer -> sink, one ZeroMQ frame): a msgpack map (ResultMessage).
 Acknowledgement (v1.1, sink -> consumer on the acknowledged results port): a msgpack map
@@ -21,6 +22,7 @@ Control request/reply (client <-> broker control port): msgpack maps.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Mapping
@@ -45,6 +47,8 @@ _PREAMBLE = 1 + _HLEN.size  # major byte + header length
 
 ENCODINGS = ("jpeg", "raw")
 DTYPES = ("uint8", "uint16", "float32")
+SAMPLE_SIZE = {"uint8": 1, "uint16": 2, "float32": 4}  # bytes per sample of each dtype
+JPEG_SOI = b"\xff\xd8"  # every JPEG file starts with this marker
 PIXEL_FORMATS = ("bgr24", "gray8", "gray16", "bgra32")
 
 # Stream ids: letters, digits and . _ - / (a "/" makes hierarchical groups), not starting
@@ -186,18 +190,19 @@ def split_topic(data: bytes | memoryview) -> tuple[bytes, int]:
     return head[:end], end + 1
 
 
-def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any]]:
-    """The cheap structural check: (topic, header map), raising ProtocolError like decode_frame.
+def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any], int]:
+    """The cheap structural check: (topic, header map, payload length in bytes).
 
-    Checks the topic terminator, the major version byte, the header length and that the
-    header is a msgpack map; the map's fields are NOT validated (no FrameHeader is built,
-    no topic/stream comparison). A fraction of :func:`decode_frame`'s cost, written with
-    as few Python operations as possible (a broker runs it on every message, often with a
-    cold CPU cache); :func:`decode_frame` runs only when a stream needs a full check.
+    Raises ProtocolError like decode_frame. Checks the topic terminator, the major version
+    byte, the header length and that the header is a msgpack map; the map's fields are NOT
+    validated (no FrameHeader is built, no topic/stream comparison, no payload check). A
+    fraction of :func:`decode_frame`'s cost, written with as few Python operations as
+    possible (a broker runs it on every message, often with a cold CPU cache);
+    :func:`decode_frame` runs only when a stream needs a full check.
     """
     head = bytes(data[: MAX_STREAM_ID_BYTES + 1 + _PREAMBLE])  # topic, 0x00, preamble
     end = head.find(0)
-    if end <= 0:
+    if not 0 < end <= MAX_STREAM_ID_BYTES:
         raise ProtocolError(
             f"message has no topic terminator within the first {MAX_STREAM_ID_BYTES + 1} bytes",
             head,
@@ -213,7 +218,8 @@ def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any]]:
             head,
         )
     hlen = int.from_bytes(head[end + 2 : start], "big")
-    if hlen > MAX_HEADER_BYTES or start + hlen > len(data):
+    payload = len(data) - start - hlen
+    if hlen > MAX_HEADER_BYTES or payload < 0:
         raise ProtocolError(
             f"frame header length {hlen} exceeds the message", head, kind="truncated"
         )
@@ -225,11 +231,43 @@ def peek_frame(data: bytes | memoryview) -> tuple[bytes, dict[str, Any]]:
         raise ProtocolError(
             f"frame header is a {type(header).__name__}, not a map", head, kind="header"
         )
-    return head[:end], header
+    return head[:end], header, payload
 
 
-def decode_frame(data: bytes | memoryview) -> FrameMessage:
-    """Decode one frame message; raise ProtocolError on anything malformed."""
+def payload_size(header: FrameHeader) -> int | None:
+    """The exact payload length a frame with ``header`` must have; None if it varies (jpeg)."""
+    if header.encoding != "raw":
+        return None
+    return math.prod(header.shape) * SAMPLE_SIZE[header.dtype]
+
+
+def check_payload(header: FrameHeader, payload: bytes | memoryview) -> None:
+    """Raise ProtocolError unless ``payload`` fits ``header`` (docs/protocol.md, "Payload").
+
+    ``raw``: exactly prod(shape) x sample size bytes (kind ``size_mismatch``); ``jpeg``:
+    starts with the JPEG SOI marker FF D8, so it is never empty (kind ``not_jpeg``).
+    """
+    expected = payload_size(header)
+    if expected is not None:
+        if len(payload) != expected:
+            raise ProtocolError(
+                f"raw payload of {len(payload)} bytes does not fit shape "
+                f"{list(header.shape)} of {header.dtype} ({expected} bytes)",
+                kind="size_mismatch",
+            )
+    elif bytes(payload[:2]) != JPEG_SOI:
+        raise ProtocolError(
+            f"jpeg payload of {len(payload)} bytes does not start with FF D8", kind="not_jpeg"
+        )
+
+
+def decode_frame(data: bytes | memoryview, *, payload_check: bool = True) -> FrameMessage:
+    """Decode one frame message; raise ProtocolError on anything malformed.
+
+    With ``payload_check`` (the default) the payload must also fit the header
+    (:func:`check_payload`); ``False`` decodes what the header says whatever follows it
+    (the conformance vectors report the payload check separately).
+    """
     view = memoryview(data)
     topic, offset = split_topic(view)
     if len(view) < offset + _PREAMBLE:
@@ -259,7 +297,13 @@ def decode_frame(data: bytes | memoryview) -> FrameMessage:
             view,
             kind="topic_mismatch",
         )
-    return FrameMessage(header=header, payload=view[start + hlen :])
+    payload = view[start + hlen :]
+    if payload_check:
+        try:
+            check_payload(header, payload)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.reason, view, kind=exc.kind) from None
+    return FrameMessage(header=header, payload=payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,15 @@ def header(stream: str = "cam1", seq: int = 0, **overrides) -> FrameHeader:
     return FrameHeader(**fields)
 
 
+JPEG = b"\xff\xd8" + bytes(70)  # starts like a JPEG file: passes the payload check
+
+
 def frame(stream: str = "cam1", seq: int = 0, payload: bytes = bytes(72), **kw) -> bytes:
+    """A valid frame: a raw payload of another size than 72 gets the shape (1, size)."""
+    if kw.get("encoding") == "jpeg" and not payload.startswith(b"\xff\xd8"):
+        payload = JPEG
+    elif "shape" not in kw and len(payload) != 72:
+        kw.update(shape=(1, len(payload)), pixfmt="gray8")
     return encode_frame(header(stream, seq, **kw), payload)
 
 
@@ -418,12 +426,13 @@ def test_registry_rate_restarts_matching_stale_and_forget():
     entry = reg.lookup(b"cam1")
     assert entry is not None and entry.seq == 30
     peeked = header("cam1", 31).to_map()
-    assert not reg.needs_check(entry, peeked, now)  # same stream and session: fast path
-    assert reg.needs_check(None, peeked, now)  # a new stream
-    assert reg.needs_check(entry, {**peeked, "session": 9}, now)
-    assert reg.needs_check(entry, {**peeked, "stream": "cam10"}, now)
-    assert reg.needs_check(entry, {**peeked, "seq": None}, now)
-    assert reg.needs_check(entry, peeked, entry.check_at)  # the periodic full check
+    assert not reg.needs_check(entry, peeked, 72, now)  # same stream and session: fast path
+    assert reg.needs_check(None, peeked, 72, now)  # a new stream
+    assert reg.needs_check(entry, {**peeked, "session": 9}, 72, now)
+    assert reg.needs_check(entry, {**peeked, "stream": "cam10"}, 72, now)
+    assert reg.needs_check(entry, {**peeked, "seq": None}, 72, now)
+    assert reg.needs_check(entry, peeked, 71, now)  # a payload that does not fit (4x6x3)
+    assert reg.needs_check(entry, peeked, 72, entry.check_at)  # the periodic full check
     reg.touch(entry, 31, 100, now, "frame31")
     assert [e.cached for e in reg.matching(topic_for("cam1"), now)] == ["frame31"]
     assert {i.stream: i.seq for i in reg.snapshot(now)}["cam1"] == 31

@@ -29,7 +29,10 @@ def header(**overrides):
     return FrameHeader(**fields)
 
 
-def raw_message(topic: bytes, major: int, header_map, payload: bytes = b"px") -> bytes:
+JPEG = b"\xff\xd8jpeg-bytes"  # starts like a JPEG file: passes the payload check
+
+
+def raw_message(topic: bytes, major: int, header_map, payload: bytes = JPEG) -> bytes:
     packed = msgpack.packb(header_map)
     return topic + b"\x00" + bytes([major]) + struct.pack(">I", len(packed)) + packed + payload
 
@@ -50,7 +53,7 @@ def test_frame_starts_with_exact_topic():
 
 
 def test_header_without_meta_omits_it():
-    data = protocol.encode_frame(header(meta={}), b"")
+    data = protocol.encode_frame(header(meta={}), JPEG)
     assert protocol.decode_frame(data).header.meta == {}
 
 
@@ -114,17 +117,20 @@ def test_malformed_frames_raise_protocol_error(data):
 
 
 def test_peek_frame_parses_the_structure_without_validating_fields():
-    topic, m = protocol.peek_frame(protocol.encode_frame(header(), b"px"))
+    topic, m, size = protocol.peek_frame(protocol.encode_frame(header(), b"px"))
     assert topic == b"site1/cam1"
-    assert (m["stream"], m["session"], m["seq"]) == ("site1/cam1", 123456789, 42)
-    topic, m = protocol.peek_frame(raw_message(b"other", 1, header().to_map() | {"seq": "7"}))
-    assert (topic, m["seq"]) == (b"other", "7")  # decode_frame's job, not peek_frame's
+    assert (m["stream"], m["session"], m["seq"], size) == ("site1/cam1", 123456789, 42, 2)
+    topic, m, size = protocol.peek_frame(
+        raw_message(b"other", 1, header().to_map() | {"seq": "7"}, b"")
+    )
+    assert (topic, m["seq"], size) == (b"other", "7", 0)  # decode_frame's job, not peek's
 
 
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
         (b"no terminator at all", "no_terminator"),
+        (b"x" * 201 + b"\x00\x01\x00\x00\x00\x01\x80", "no_terminator"),  # topic too long
         (b"cam1\x00", "truncated"),
         (b"cam1\x00\x01\x00\x00\xff\xff" + b"short", "truncated"),
         (b"cam1\x00\x02\x00\x00\x00\x01\x80", "version"),
