@@ -17,8 +17,11 @@ limit                       default     when reached
 ``cache_send_rate``         4 /s        cached frames re-sent per stream per second; more
                                         subscriptions in that second get the next live
                                         frame instead (``cache_rate``)
-``max_subscription_size``   256 B       ZMQ_MAXMSGSIZE of the publish socket: a peer that
-                                        sends a longer subscription is disconnected
+``max_subscription_size``   256 B       a longer subscription gets no cached frames and is
+                                        not tracked (``subscription_oversize``); one longer
+                                        than the publish socket's ZMQ_MAXMSGSIZE (this, but
+                                        at least ``transport.HANDSHAKE_ROOM``, 512 B)
+                                        disconnects its sender
 ``max_control_size``        64 KiB      ZMQ_MAXMSGSIZE of the control socket
 ==========================  ==========  ===================================================
 
@@ -47,6 +50,7 @@ DEFAULT_CACHE_SEND_RATE = 4.0  # cached frames re-sent per stream per second
 DEFAULT_MAX_SUBSCRIPTION_SIZE = 256
 DEFAULT_MAX_CONTROL_SIZE = 64 << 10  # control requests are tiny msgpack maps
 MIN_SUBSCRIPTION_SIZE = MAX_STREAM_ID_BYTES + 2  # every valid subscription must fit
+
 CACHE_SCANS_PER_S = 100.0  # subscriptions looked up in the cache per second, at most
 MAX_CONTROL_PARTS = 8  # identity, envelope (REQ: b"", proxies: more) and the request
 _NS = 1_000_000_000

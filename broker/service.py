@@ -118,7 +118,9 @@ class Broker:
         )
         self._counters = Counters()
         self._rlog = RateLimitedLog(log)
-        self._subscriptions = Subscriptions(limits.max_subscriptions, self._counters, self._rlog)
+        self._subscriptions = Subscriptions(
+            limits.max_subscriptions, self._counters, self._rlog, limits.max_subscription_size
+        )
         self._cache_limiter = CacheSendLimiter(limits.cache_send_rate)
         self._stats_log = StatsLog(self.config.log_stats) if self.config.log_stats else None
         self._work = WorkPort(

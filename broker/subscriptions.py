@@ -8,9 +8,11 @@ value cache, counted (``subscription_limit``) and logged. A message that is neit
 subscribe (``0x01`` + prefix) nor an unsubscribe (``0x00`` + prefix), which only a raw
 XSUB peer can send, is counted (``subscription_invalid``) and dropped.
 
-libzmq itself still routes a refused prefix to its subscriber and keeps it in its own
-subscription trie until that subscriber leaves; the publish socket's ``ZMQ_MAXMSGSIZE``
-(``max_subscription_size``) bounds each prefix's length.
+A subscribe message longer than ``max_size`` is refused the same way
+(``subscription_oversize``). libzmq itself still routes a refused prefix to its subscriber
+and keeps it in its own subscription trie until that subscriber leaves; the publish
+socket's ``ZMQ_MAXMSGSIZE`` (``max_subscription_size``, but at least the 512 bytes a
+CURVE handshake needs) bounds each prefix's length there.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ _SUBSCRIBE, _UNSUBSCRIBE = 1, 0
 class Subscriptions:
     """The distinct subscribed prefixes, at most ``limit`` of them."""
 
-    def __init__(self, limit: int, counters: Counters, rlog: RateLimitedLog) -> None:
+    def __init__(
+        self, limit: int, counters: Counters, rlog: RateLimitedLog, max_size: int = 1 << 30
+    ) -> None:
         self._limit = limit
+        self._max_size = max_size
         self._counters = counters
         self._rlog = rlog
         self._prefixes: set[bytes] = set()
@@ -51,6 +56,15 @@ class Subscriptions:
             self._prefixes.discard(prefix)
             return None
         self._counters.subscriptions += 1
+        if len(msg) > self._max_size:
+            self._refuse(
+                "subscription_oversize",
+                "subscription of %d bytes refused (--max-subscription-size %d): %r...",
+                len(msg),
+                self._max_size,
+                prefix[:40],
+            )
+            return None
         if prefix not in self._prefixes:
             if len(self._prefixes) >= self._limit:
                 self._refuse(

@@ -129,6 +129,9 @@ def test_subscriptions_are_bounded_and_checked(caplog):
     assert (counters.subscriptions, counters.unsubscriptions) == (6, 1)
     assert counters.rejected_by_reason == {"subscription_limit": 1, "subscription_invalid": 2}
     assert "--max-subscriptions" in caplog.text
+    small = Subscriptions(3, counters, RateLimitedLog(logging.getLogger("t")), max_size=10)
+    assert small.accept(b"\x01" + b"x" * 10) is None and small.accept(b"\x01cam") == b"cam"
+    assert counters.rejected_by_reason["subscription_oversize"] == 1
 
 
 def test_registry_admits_at_most_max_streams_and_forgets_stale_ones_when_full():
@@ -271,12 +274,15 @@ def test_distinct_subscriptions_are_bounded_and_bad_ones_counted():
 def test_oversize_subscription_disconnects_that_subscriber_only():
     with running_broker() as broker, Peers() as peers:
         good = peers.sub(broker.publish_endpoint, b"cam")
-        peers.sub(broker.publish_endpoint, b"x" * 300)  # over --max-subscription-size
+        peers.sub(broker.publish_endpoint, b"x" * 600)  # over the socket's 512 bytes
+        peers.sub(broker.publish_endpoint, b"y" * 300)  # over --max-subscription-size only
         pub = peers.socket(zmq.PUB, broker.ingest_endpoint, sndhwm=0)
         last = publish_until_seen(broker, pub, "cam1")
         pub.send(frame("cam1", last + 1))
         assert last + 1 in seqs_of(drain(good), "cam1")
-        assert broker.stats().subscription_prefixes == 1  # the long one never arrived
+        # the 600-byte one never arrived; the 300-byte one was refused by the broker
+        wait_until(lambda: broker.stats().rejected_by_reason.get("subscription_oversize") == 1)
+        assert broker.stats().subscription_prefixes == 1
 
 
 def test_control_messages_with_too_many_parts_are_dropped_unanswered():
