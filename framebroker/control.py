@@ -31,9 +31,16 @@ def request(
     sock = make_socket(ctx, zmq.REQ, linger_ms=0, heartbeat_ms=None)
     try:
         security.secure(sock, "broker")
+        # A REQ socket's send waits for a connected peer: after a refused handshake (a
+        # CURVE mismatch) there may never be one, so the send is bounded by the timeout too.
+        sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         connect(sock, endpoint)
-        sock.send(protocol.encode_request(op, **args))
-        if not sock.poll(int(timeout * 1000)):
+        try:
+            sock.send(protocol.encode_request(op, **args))
+            answered = sock.poll(int(timeout * 1000))
+        except zmq.Again:
+            answered = False
+        if not answered:
             hint = (
                 "does its allow-list have our CURVE key, and is --curve-broker-key its key?"
                 if security.curve
