@@ -19,11 +19,9 @@ One thread runs one poll loop over five sockets:
   ``b""`` matches all), within rate limits (``broker/limits.py``). XPUB sends that frame
   to *every* matching subscriber, so a subscriber that was already there may see it
   twice (same session and seq); consumers drop such duplicates.
-- control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests ``ping``/``streams``/``stats``
-  from REQ clients (envelope ``[id, b"", request]``) or DEALER clients (``[id,
-  request]``); the reply goes back with the same envelope. A bad request gets
-  ``ok=false``, never silence; a message of more than ``MAX_CONTROL_PARTS`` parts is
-  dropped unanswered (no client sends one).
+- control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests
+  ``ping``/``streams``/``stats``/``groups``, each answered once (:mod:`broker.control_port`);
+  a bad request gets ``ok=false``, never silence.
 - work (ROUTER, bind, ``MAXMSGSIZE``, protocol v1.2): workers of a *work group* ask for
   frames by credit and each new frame goes to at most one idle worker per group
   (:mod:`broker.work_port`, :mod:`broker.groups`); frames that arrive while every worker
@@ -32,7 +30,7 @@ One thread runs one poll loop over five sockets:
   than polled: one socket less in every poll); libzmq disconnects a peer that sends more
   than ``MAXMSGSIZE``, so oversize messages show up there.
 - security (:class:`~framebroker.security.ServerGuard`): with CURVE keys in the config all
-  three sockets are CURVE servers admitting only allow-listed client keys; handshakes it
+  four sockets are CURVE servers admitting only allow-listed client keys; handshakes it
   rejects are counted (``auth_rejected`` in ``stats``) and logged, and they never reach
   the loop: such a client sends and receives nothing.
 
@@ -55,9 +53,9 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from broker.config import BrokerConfig
+from broker.control_port import ControlPort
 from broker.groups import GroupInfo, WorkGroups
-from broker.limits import MAX_CONTROL_PARTS, CacheSendLimiter
-from broker.multipart import recv_parts
+from broker.limits import CacheSendLimiter
 from broker.registry import StreamInfo, StreamRegistry
 from broker.stats import BrokerStats, Counters, StatsLog
 from broker.subscriptions import Subscriptions
@@ -67,9 +65,6 @@ from framebroker.errors import ProtocolError, TransportError
 from framebroker.protocol import (
     VERSION,
     decode_frame,
-    decode_request,
-    encode_error_reply,
-    encode_reply,
     peek_frame,
 )
 from framebroker.ratelimit import RateLimitedLog
@@ -131,12 +126,16 @@ class Broker:
             ),
             self._rlog,
         )
-        self._ops = {
-            "ping": self._op_ping,
-            "streams": self._op_streams,
-            "stats": self._op_stats,
-            "groups": self._op_groups,
-        }
+        self._control = ControlPort(
+            {
+                "ping": lambda: {"version": __version__, "protocol": list(VERSION)},
+                "streams": lambda: {"streams": [info.to_map() for info in self.streams()]},
+                "stats": lambda: self.stats().to_map(),
+                "groups": lambda: {"groups": [info.to_map() for info in self.groups()]},
+            },
+            self._counters,
+            self._rlog,
+        )
         self._guard = ServerGuard(self.config.security, "broker")
         self._ctx: zmq.Context[Any] | None = None
         self._sockets: list[Socket] = []  # every socket made, for teardown
@@ -324,7 +323,7 @@ class Broker:
         handlers = {
             io.ingest: lambda: self._drain_ingest(io),
             io.publish: lambda: self._drain_subscriptions(io.publish),
-            io.control: lambda: self._serve_control(io.control),
+            io.control: lambda: self._control.serve(io.control),
             io.work: lambda: self._work.serve(time.monotonic_ns()),
         }
         poll = poller.poll
@@ -433,51 +432,3 @@ class Broker:
                     "message over %d bytes)",
                     self.config.max_message_size,
                 )
-
-    # --- control ---------------------------------------------------------------------
-
-    def _serve_control(self, control: Socket) -> None:
-        for _ in range(OTHER_BATCH):
-            try:
-                parts, total = recv_parts(control, MAX_CONTROL_PARTS)
-            except zmq.Again:
-                return
-            self._counters.control_requests += 1
-            if total > MAX_CONTROL_PARTS:  # no client sends that: drop, do not echo it
-                self._counters.count_rejected("control_envelope")
-                self._rlog.warning("control_envelope", "dropped a %d-part control message", total)
-                continue
-            reply = self._answer(parts[-1])
-            try:
-                control.send_multipart([*parts[:-1], reply], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:  # the client is gone or not reading
-                self._rlog.warning("control-send", "control reply not sent: %s", exc)
-
-    def _answer(self, body: bytes) -> bytes:
-        try:
-            request = decode_request(body)
-            op = self._ops.get(request["op"])
-            if op is None:
-                raise ProtocolError(f"control op {request['op']!r} is not served by this broker")
-            return op()
-        except ProtocolError as exc:
-            self._counters.control_errors += 1
-            self._counters.count_rejected("control_" + exc.kind)
-            self._rlog.warning("control", "bad control request: %s", exc.reason)
-            return encode_error_reply(exc.reason)
-        except Exception as exc:  # a bug in a report must not take the broker down
-            self._counters.control_errors += 1
-            log.exception("control request failed")
-            return encode_error_reply(f"internal error: {exc}")
-
-    def _op_ping(self) -> bytes:
-        return encode_reply(version=__version__, protocol=list(VERSION))
-
-    def _op_streams(self) -> bytes:
-        return encode_reply(streams=[info.to_map() for info in self.streams()])
-
-    def _op_stats(self) -> bytes:
-        return encode_reply(**self.stats().to_map())
-
-    def _op_groups(self) -> bytes:
-        return encode_reply(groups=[info.to_map() for info in self.groups()])
