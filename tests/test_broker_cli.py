@@ -13,7 +13,7 @@ import time
 import pytest
 import zmq
 
-from broker.cli import format_age, format_table, stream_row
+from broker.tables import format_age, format_table, stream_row
 from framebroker import control
 from framebroker.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from framebroker.errors import TransportError
