@@ -92,3 +92,14 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: 
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout:g}s: {predicate.__doc__ or predicate}")
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "it"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` every 10 ms (for in-process services) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,6 @@ def frame(stream: str = "cam1", seq: int = 0, session: int = 7) -> bytes:
 def result(seq: int, consumer: str = "good", delivery: int | None = None) -> ResultMessage:
     t0 = 1_700_000_000_000_000_000
     return ResultMessage(consumer, "cam1", 7, seq, t0, t0 + 1000, 50, {"seq": seq}, id=delivery)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

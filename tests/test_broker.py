@@ -13,6 +13,7 @@ from broker import Broker, BrokerConfig, StreamRegistry
 from framebroker import control, protocol
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
+from tests.conftest import wait_until
 
 LOOPBACK = "tcp://127.0.0.1:0"
 NS = 1_000_000_000
@@ -44,16 +45,6 @@ def frame(stream: str = "cam1", seq: int = 0, payload: bytes = bytes(72), **kw) 
     elif "shape" not in kw and len(payload) != 72:
         kw.update(shape=(1, len(payload)), pixfmt="gray8")
     return encode_frame(header(stream, seq, **kw), payload)
-
-
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from broker import Broker, BrokerConfig
 from broker.limits import BrokerLimits
 from framebroker import protocol
 from framebroker.protocol import encode_result, topic_for
+from tests.conftest import wait_until
 from tests.fuzz_messages import (
     PROBE,
     bad_control,
@@ -47,7 +48,6 @@ from tests.hostile import (
     publish_until_seen,
     result,
     seqs_of,
-    wait_until,
 )
 
 N = int(os.environ.get("FRAMEBROKER_FUZZ_N", "10000"))

@@ -32,6 +32,7 @@ from framebroker import control, protocol
 from framebroker.errors import ConfigError
 from framebroker.protocol import encode_result, topic_for
 from framebroker.ratelimit import RateLimitedLog
+from tests.conftest import wait_until
 from tests.hostile import (
     Peers,
     RunningSink,
@@ -42,7 +43,6 @@ from tests.hostile import (
     result,
     running_broker,
     seqs_of,
-    wait_until,
 )
 
 NS = 1_000_000_000
