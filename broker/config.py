@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
-from broker.limits import DEFAULT_MAX_CONTROL_SIZE, BrokerLimits
+from broker.limits import BrokerLimits
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
@@ -28,7 +28,6 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
-CONTROL_MAX_MESSAGE_SIZE = DEFAULT_MAX_CONTROL_SIZE  # the default of limits.max_control_size
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,6 @@ class WorkClient:
         self._streams = streams
         self._name = name
         self.received = 0  # frames received from the broker on this socket
-        self.refused = 0  # error replies from the broker (e.g. group full)
         self._asked_at: float | None = None  # None: ask at the next take()
 
     def take(self, timeout: float) -> Frame | None:
@@ -104,7 +103,6 @@ class WorkClient:
         self._asked_at = now
 
     def _refused(self, data: memoryview) -> None:
-        self.refused += 1
         try:
             reason = decode_reply(data).get("error", "no reason given")
         except ProtocolError as exc:

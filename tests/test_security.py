@@ -363,7 +363,8 @@ def test_curve_broker_serves_allowed_clients_and_refuses_the_rest(
     assert set(by_socket) == {"ingest", "publish", "control", "work"}
 
 
-def test_keys_added_to_the_allow_list_are_admitted_without_a_restart(keys, peers, tmp_path):
+def broker_with_empty_allow_list(keys, tmp_path: Path) -> tuple[BrokerConfig, Path]:
+    """A CURVE broker config whose allow-list directory starts empty."""
     allow = tmp_path / "allow"
     allow.mkdir()
     config = BrokerConfig(
@@ -373,6 +374,11 @@ def test_keys_added_to_the_allow_list_are_admitted_without_a_restart(keys, peers
         log_stats=0.0,
         security=ServerSecurity(key=keys.secret("broker"), allow=str(allow)),
     )
+    return config, allow
+
+
+def test_keys_added_to_the_allow_list_are_admitted_without_a_restart(keys, peers, tmp_path):
+    config, allow = broker_with_empty_allow_list(keys, tmp_path)
     later = ClientSecurity(key=keys.secret("later"), broker_key=str(keys.root / "broker.key"))
     with Broker(config) as b:
         with pytest.raises(TransportError):
@@ -457,15 +463,7 @@ def test_curve_sink_stores_only_results_of_allowed_clients(keys, peers, tmp_path
 def test_a_refused_producer_gets_in_once_its_key_is_allowed(keys, tmp_path, caplog):
     """libzmq never retries a handshake the server refused; the producer does, so adding
     its key to the allow-list is enough."""
-    allow = tmp_path / "allow"
-    allow.mkdir()
-    config = BrokerConfig(
-        ingest=LOOPBACK,
-        publish=LOOPBACK,
-        control=LOOPBACK,
-        log_stats=0.0,
-        security=ServerSecurity(key=keys.secret("broker"), allow=str(allow)),
-    )
+    config, allow = broker_with_empty_allow_list(keys, tmp_path)
     caplog.set_level(logging.INFO, logger="framebroker")
     with Broker(config) as b:
         producer = Producer(
