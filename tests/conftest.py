@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,3 +104,19 @@ def wait_until(predicate, timeout: float = 15.0, what: str = "it"):  # type: ign
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def query_db(db: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows of ``sql`` on a sink's SQLite database, read-only; none while the sink has not
+    created the file or its table yet (it may be starting: a reader can see an empty file)."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()

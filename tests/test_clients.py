@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import pytest
 from framebroker.config import work_endpoint
 from framebroker.control import request
 from framebroker.errors import TransportError
-from tests.conftest import ROOT, CliProcesses, free_port, require, wait_for
+from tests.conftest import ROOT, CliProcesses, free_port, query_db, require, wait_for
 
 N = 20  # frames each client decodes per stream
 VECTORS = ROOT / "tests" / "vectors"
@@ -168,14 +167,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def stored_results(db: Path, consumer: str) -> list[tuple[str, int, int, dict[str, object]]]:
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT stream, session, seq, result FROM results WHERE consumer = ? ORDER BY id",
-            (consumer,),
-        ).fetchall()
-    conn.close()
+    rows = query_db(
+        db,
+        "SELECT stream, session, seq, result FROM results WHERE consumer = ? ORDER BY id",
+        consumer,
+    )
     return [(stream, session, seq, json.loads(result)) for stream, session, seq, result in rows]
 
 

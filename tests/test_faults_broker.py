@@ -8,28 +8,19 @@ again on reconnect, and results flow to the sink again.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 
 RESUME_BOUND_S = 3.0  # issue 7: producers and consumers resume within 3 s
 
 
 def stored_since(db: Path, since_ns: int) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute("SELECT count(*) FROM results WHERE t_capture >= ?", (since_ns,))
-        return int(row.fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
+    rows = query_db(db, "SELECT count(*) FROM results WHERE t_capture >= ?", since_ns)
+    return int(rows[0][0]) if rows else 0
 
 
 @pytest.mark.slow

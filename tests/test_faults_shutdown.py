@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 from tests.test_demo import child_pids, free_port_base
 from tests.test_faults_sink import results_port
 
@@ -35,15 +34,7 @@ SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGIN
 
 
 def rows(db: Path, sql: str, *args: object) -> list[tuple]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return query_db(db, sql, *args)
 
 
 def count(db: Path) -> int:

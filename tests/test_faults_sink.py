@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 
 DOWN_S = 2.0  # the sink stays away this long each time
 
@@ -36,15 +36,7 @@ def results_port() -> int:
 
 
 def stored_keys(db: Path) -> list[tuple[str, str, int, int]]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT consumer, stream, session, seq FROM results").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return query_db(db, "SELECT consumer, stream, session, seq FROM results")
 
 
 def stored_since(db: Path, since_ns: int) -> int:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import statistics
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 from tests.test_faults_sink import results_port
 
 SOAK_S = float(os.environ.get("FRAMEBROKER_SOAK_S", "60"))
@@ -66,15 +65,7 @@ def children(pid: int) -> list[int]:
 
 
 def query(db: Path, sql: str, *args: object) -> list[tuple]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return query_db(db, sql, *args)
 
 
 def test_soak_rss_flat_ages_flat_results_complete(cli, tmp_path):

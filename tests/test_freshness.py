@@ -9,13 +9,12 @@ pipeline, not on how fast anything runs.
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 import time
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 
 FRAME_PERIOD_MS = 1000 / 30
 MARGIN_MS = 60  # scheduling noise on a shared 2-core machine; queueing would be 1000s of ms
@@ -70,20 +69,14 @@ def run_pipeline(cli, tmp_path, streams: int) -> dict[str, list[float]]:
     )
 
     def first_result():
-        if not db.exists():
-            return False
-        with sqlite3.connect(db) as conn:
-            count = conn.execute("SELECT count(DISTINCT stream) FROM results").fetchone()[0]
-        conn.close()
-        return count == streams
+        found = query_db(db, "SELECT count(DISTINCT stream) FROM results")
+        return bool(found) and found[0][0] == streams
 
     wait_for(first_result, timeout=30)
     time.sleep(RUN_S)
     assert cli.stop(consumer) == 0, cli.output(consumer)
     assert cli.stop(sink) == 0, cli.output(sink)
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT stream, age_ns FROM results ORDER BY id").fetchall()
-    conn.close()
+    rows = query_db(db, "SELECT stream, age_ns FROM results ORDER BY id")
     ages: dict[str, list[float]] = {}
     for stream, age_ns in rows:
         ages.setdefault(stream, []).append(age_ns / 1e6)

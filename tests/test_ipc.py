@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, query_db, wait_for
 
 
 @pytest.fixture
@@ -57,15 +56,13 @@ def test_pipeline_over_ipc_endpoints(cli, tmp_path, sockets_dir):
     )
 
     def results_stored() -> int:
-        if not db.exists():
-            return 0
-        with sqlite3.connect(db) as conn:
-            count = conn.execute(
-                "SELECT count(*) FROM results WHERE stream = ? AND consumer = ?",
-                ("local/cam1", "ipc-stats"),
-            ).fetchone()[0]
-        conn.close()
-        return int(count) >= 3
+        rows = query_db(
+            db,
+            "SELECT count(*) FROM results WHERE stream = ? AND consumer = ?",
+            "local/cam1",
+            "ipc-stats",
+        )
+        return bool(rows) and int(rows[0][0]) >= 3
 
     wait_for(results_stored, timeout=30)
     # libzmq would let a second broker take the live paths over; framebroker refuses.

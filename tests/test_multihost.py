@@ -14,7 +14,6 @@ import json
 import re
 import shlex
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, require, wait_for
+from tests.conftest import ROOT, query_db, require, wait_for
 from tests.netns import Network, framebroker, missing
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -90,14 +89,11 @@ def streams_from(net: Network, host: str) -> dict[str, dict[str, Any]]:
 
 
 def result_counts(db: Path, consumer: str) -> dict[str, int]:
-    if not db.exists():
-        return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute(
-            "SELECT stream, count(*) FROM results WHERE consumer = ? GROUP BY stream", (consumer,)
-        ).fetchall()
-    conn.close()
-    return dict(rows)
+    return dict(
+        query_db(
+            db, "SELECT stream, count(*) FROM results WHERE consumer = ? GROUP BY stream", consumer
+        )
+    )
 
 
 def test_roles_on_separate_hosts_survive_a_cut_link(network):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, query_db, wait_for
 from tests.test_demo import demo_process, finish, free_port_base  # noqa: F401 (a fixture)
 from tests.test_faults_sink import results_port
 
@@ -93,15 +92,7 @@ class Setup:
 
 
 def stored(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return query_db(db, sql)
 
 
 @pytest.mark.slow

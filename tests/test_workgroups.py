@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import statistics
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from framebroker import control
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_for
 
 FRAME_PERIOD_MS = 1000 / 30
 MARGIN_MS = 60  # as tests/test_freshness.py: scheduling noise on a shared 2-core machine
@@ -70,21 +69,12 @@ class Cluster:
         )
 
     def rows(self, where: str = "1", *params) -> list[tuple]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(
-                "SELECT consumer, stream, session, seq, age_ns, t_start FROM results "
-                f"WHERE {where} ORDER BY id",
-                params,
-            ).fetchall()
-        except sqlite3.OperationalError as exc:  # the sink has not made its table yet
-            if "no such table" in str(exc):
-                return []
-            raise
-        finally:
-            conn.close()
+        return query_db(
+            self.db,
+            f"SELECT consumer, stream, session, seq, age_ns, t_start FROM results WHERE {where} "
+            "ORDER BY id",
+            *params,
+        )
 
     def groups(self) -> list[dict]:
         reply = control.request(self.control, "groups")

@@ -12,7 +12,6 @@ up to a frame period, for the whole run.
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, wait_for
+from tests.conftest import query_db, require, wait_for
 from tests.netns import Network, framebroker, missing
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -46,9 +45,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
 
 
 def ages_by_consumer(db: Path) -> dict[str, list[tuple[int, float]]]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT consumer, t_start, age_ns FROM results ORDER BY id").fetchall()
-    conn.close()
+    rows = query_db(db, "SELECT consumer, t_start, age_ns FROM results ORDER BY id")
     out: dict[str, list[tuple[int, float]]] = {}
     for consumer, t_start, age_ns in rows:
         out.setdefault(consumer, []).append((t_start, age_ns / 1e6))
@@ -78,7 +75,7 @@ def test_a_worker_behind_a_slow_link_gets_fresh_frames(network: Network, tmp_pat
     network["slow-subscriber"].start(
         *framebroker("consume", "slowproc.py:process", "--name", "subscriber"), *common
     )
-    wait_for(lambda: db.exists() and len(ages_by_consumer(db)) == 2, timeout=40)
+    wait_for(lambda: len(ages_by_consumer(db)) == 2, timeout=40)
     start = time.time_ns()
     time.sleep(RUN_S)
     ages = {
