@@ -33,6 +33,8 @@ COPY framebroker ./framebroker
 COPY broker ./broker
 COPY producers ./producers
 COPY consumers ./consumers
+COPY sink ./sink
+COPY apps ./apps
 RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && chmod 0755 /usr/local/bin/framebroker-healthcheck \

@@ -19,7 +19,7 @@ def _slow_work() -> None:
 
 def fresh_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     """Our Consumer, 100 ms per frame; ages (t_start - t_capture) for ``duration`` s."""
-    from consumers import Consumer, ConsumerConfig
+    from framebroker.consumers import Consumer, ConsumerConfig
 
     samples: list[tuple[float, str, float]] = []
     first: dict[str, float] = {}
@@ -59,7 +59,7 @@ def work_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     Records (monotonic time, stream, seq, age ms) of every frame it starts on; ``c.n``
     counts frames processed and ``c.extra`` frames received, for the parent's marks.
     """
-    from consumers import Consumer, ConsumerConfig
+    from framebroker.consumers import Consumer, ConsumerConfig
 
     samples: list[tuple[float, str, int, float]] = []
     consumer: Consumer | None = None
@@ -90,7 +90,7 @@ def work_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
 
 
 def _pattern(label: str, fps: float, size: tuple[int, int]) -> Callable[[], Any]:
-    from producers.pattern import TestPatternSource
+    from framebroker.producers.pattern import TestPatternSource
 
     source = TestPatternSource(size[0], size[1], fps, label=label)
     source.open()

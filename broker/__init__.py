@@ -1,26 +1,12 @@
-"""The central services: the frame broker (ingest -> publish, last value cache, stream
-registry, control port) and the results sink. Imports only ``framebroker``."""
+"""The broker role: ingest from producers, publish to consumers, the newest frame per
+stream, the stream registry, the control port and the work port of work groups.
 
-from broker.config import BrokerConfig
-from broker.registry import StreamInfo, StreamRegistry
-from broker.service import Broker
-from broker.sink import Sink, SinkConfig, SinkStats
-from broker.sink_jsonl import JsonLinesStore
-from broker.stats import BrokerStats
-from broker.store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
+Installed as ``framebroker.broker``; imports only the core (``framebroker``).
+"""
 
-__all__ = [
-    "Broker",
-    "BrokerConfig",
-    "BrokerStats",
-    "FanOutStore",
-    "JsonLinesStore",
-    "ResultRecord",
-    "ResultStore",
-    "SQLiteStore",
-    "Sink",
-    "SinkConfig",
-    "SinkStats",
-    "StreamInfo",
-    "StreamRegistry",
-]
+from .config import BrokerConfig
+from .registry import StreamInfo, StreamRegistry
+from .service import Broker
+from .stats import BrokerStats
+
+__all__ = ["Broker", "BrokerConfig", "BrokerStats", "StreamInfo", "StreamRegistry"]

@@ -9,25 +9,6 @@ import sys
 import threading
 from typing import Any
 
-from broker.config import (
-    AUTO,
-    DEFAULT_FORGET_AFTER,
-    DEFAULT_LOG_STATS,
-    DEFAULT_PUBLISH_HWM,
-    DEFAULT_STALE_AFTER,
-    BrokerConfig,
-)
-from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
-from broker.limits import (
-    DEFAULT_CACHE_SEND_RATE,
-    DEFAULT_MAX_STREAMS,
-    DEFAULT_MAX_SUBSCRIPTIONS,
-    BrokerLimits,
-)
-from broker.metrics import BrokerCollector
-from broker.service import Broker
-from broker.tables import print_groups, print_stats, print_streams
-from broker.watch import watch
 from framebroker import control, metrics
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
@@ -52,6 +33,25 @@ from framebroker.security_cli import (
     server_security,
 )
 from framebroker.signals import StopOnSignals
+
+from .config import (
+    AUTO,
+    DEFAULT_FORGET_AFTER,
+    DEFAULT_LOG_STATS,
+    DEFAULT_PUBLISH_HWM,
+    DEFAULT_STALE_AFTER,
+    BrokerConfig,
+)
+from .groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
+from .limits import (
+    DEFAULT_CACHE_SEND_RATE,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    BrokerLimits,
+)
+from .metrics import BrokerCollector
+from .service import Broker
+from .tables import print_groups, print_stats, print_streams
 
 # --- framebroker broker ------------------------------------------------------------------
 
@@ -285,6 +285,8 @@ def run_streams(args: argparse.Namespace) -> int:
     endpoint = resolve_endpoint(args, "control")
     security = client_security(args, "broker")
     if args.watch:
+        from .watch import watch  # rich: only for the live table
+
         stop = threading.Event()
         with StopOnSignals(stop.set) as signals:
             watch(

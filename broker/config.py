@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
-from broker.limits import BrokerLimits
 from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
@@ -16,6 +14,9 @@ from framebroker.config import (
 )
 from framebroker.errors import ConfigError
 from framebroker.security import PLAINTEXT_SERVER, ServerSecurity
+
+from .groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
+from .limits import BrokerLimits
 
 AUTO = "auto"  # work: the control endpoint's port + 2 (5558 -> 5560), see work_endpoint
 DEFAULT_MAX_MESSAGE_SIZE = 64 << 20  # 64 MiB: a raw 4K BGR frame is ~25 MB

@@ -16,12 +16,13 @@ from typing import Any
 
 import zmq
 
-from broker.limits import MAX_CONTROL_PARTS
-from broker.multipart import recv_parts
-from broker.stats import Counters
 from framebroker.errors import ProtocolError
+from framebroker.multipart import recv_parts
 from framebroker.protocol import decode_request, encode_error_reply, encode_reply
 from framebroker.ratelimit import RateLimitedLog
+
+from .limits import MAX_CONTROL_PARTS
+from .stats import Counters
 
 log = logging.getLogger("framebroker.broker")
 

@@ -29,9 +29,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from broker.registry import StreamEntry
 from framebroker.errors import ProtocolError
 from framebroker.work_protocol import WorkRequest
+
+from .registry import StreamEntry
 
 log = logging.getLogger("framebroker.broker")
 

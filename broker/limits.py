@@ -35,10 +35,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from broker.registry import StreamEntry
-from broker.stats import Counters
 from framebroker.errors import ConfigError
 from framebroker.protocol import MAX_STREAM_ID_BYTES
+
+from .registry import StreamEntry
+from .stats import Counters
 
 DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_MAX_SUBSCRIPTIONS = 10_000

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from broker.service import Broker
-from broker.stats import BrokerStats
 from framebroker.metrics import counter, gauge, one
+
+from .service import Broker
+from .stats import BrokerStats
 
 _TOTALS = (
     ("frames_out", "frames forwarded to subscribers"),

@@ -52,14 +52,6 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from broker.config import BrokerConfig
-from broker.control_port import ControlPort
-from broker.groups import GroupInfo, WorkGroups
-from broker.limits import CacheSendLimiter
-from broker.registry import StreamInfo, StreamRegistry
-from broker.stats import BrokerStats, Counters, StatsLog
-from broker.subscriptions import Subscriptions
-from broker.work_port import WorkPort
 from framebroker import __version__
 from framebroker.errors import ProtocolError, TransportError
 from framebroker.protocol import (
@@ -70,6 +62,15 @@ from framebroker.protocol import (
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.transport import bind, make_socket
+
+from .config import BrokerConfig
+from .control_port import ControlPort
+from .groups import GroupInfo, WorkGroups
+from .limits import CacheSendLimiter
+from .registry import StreamInfo, StreamRegistry
+from .stats import BrokerStats, Counters, StatsLog
+from .subscriptions import Subscriptions
+from .work_port import WorkPort
 
 log = logging.getLogger("framebroker.broker")
 

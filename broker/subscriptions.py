@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 
-from broker.stats import Counters
 from framebroker.ratelimit import RateLimitedLog
+
+from .stats import Counters
 
 _SUBSCRIBE, _UNSUBSCRIBE = 1, 0
 

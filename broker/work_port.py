@@ -17,12 +17,13 @@ from typing import Any
 
 import zmq
 
-from broker.groups import GroupInfo, Worker, WorkGroups
-from broker.registry import StreamEntry
 from framebroker.errors import ProtocolError
 from framebroker.protocol import encode_error_reply
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import decode_work_request
+
+from .groups import GroupInfo, Worker, WorkGroups
+from .registry import StreamEntry
 
 log = logging.getLogger("framebroker.broker")
 

@@ -7,13 +7,13 @@
 >>> consumer.run()  # doctest: +SKIP  (blocks; close() from another thread stops it)
 """
 
-from consumers.config import ConsumerConfig, default_name, parse_patterns
-from consumers.frame import Frame
-from consumers.processors import Processor, builtin_names, load_processor
-from consumers.runtime import Consumer
-from consumers.slots import LatestSlots, Offer
-from consumers.stats import ConsumerStats
-from consumers.workers import WorkerPool
+from .config import ConsumerConfig, default_name, parse_patterns
+from .frame import Frame
+from .processors import Processor, builtin_names, load_processor
+from .runtime import Consumer
+from .slots import LatestSlots, Offer
+from .stats import ConsumerStats
+from .workers import WorkerPool
 
 __all__ = [
     "Consumer",

@@ -6,12 +6,6 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.config import ConsumerConfig, default_name, parse_patterns
-from consumers.metrics import ConsumerCollector
-from consumers.processors import BUILTINS, load_processor
-from consumers.results import print_json_line
-from consumers.runtime import Consumer
-from consumers.workers import WorkerPool
 from framebroker import metrics
 from framebroker.cli import EXIT_ERROR, Command
 from framebroker.config import (
@@ -25,6 +19,13 @@ from framebroker.config import (
 from framebroker.errors import ConfigError
 from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
+
+from .config import ConsumerConfig, default_name, parse_patterns
+from .metrics import ConsumerCollector
+from .processors import BUILTINS, load_processor
+from .results import print_json_line
+from .runtime import Consumer
+from .workers import WorkerPool
 
 
 class _AppendPatterns(argparse.Action):

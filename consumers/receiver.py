@@ -15,12 +15,13 @@ from typing import Any
 
 import zmq
 
-from consumers.frame import Frame
-from consumers.slots import LatestSlots, Offer
-from consumers.stats import ConsumerStats
 from framebroker.errors import ProtocolError
 from framebroker.protocol import decode_frame
 from framebroker.ratelimit import RateLimitedLog
+
+from .frame import Frame
+from .slots import LatestSlots, Offer
+from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
 

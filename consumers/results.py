@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 import zmq
 
-from consumers.stats import ConsumerStats
 from framebroker.errors import ProcessorError, ProtocolError
 from framebroker.protocol import VERSION_ACKED, ResultMessage, decode_ack, encode_result
 from framebroker.ratelimit import RateLimitedLog
+
+from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
 

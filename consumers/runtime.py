@@ -25,18 +25,19 @@ from typing import Any
 
 import zmq
 
-from consumers.config import ConsumerConfig
-from consumers.frame import Frame
-from consumers.processors import Processor, processor_name
-from consumers.receiver import Receiver
-from consumers.results import AckedSender, ResultSender, Sender
-from consumers.slots import LatestSlots
-from consumers.stats import ConsumerStats
-from consumers.work_client import WorkClient
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import connect, make_socket
+
+from .config import ConsumerConfig
+from .frame import Frame
+from .processors import Processor, processor_name
+from .receiver import Receiver
+from .results import AckedSender, ResultSender, Sender
+from .slots import LatestSlots
+from .stats import ConsumerStats
+from .work_client import WorkClient
 
 log = logging.getLogger("framebroker.consumer")
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from consumers.frame import Frame
+from .frame import Frame
 
 
 class Offer(enum.Enum):

@@ -24,12 +24,13 @@ from typing import Any
 
 import zmq
 
-from consumers.frame import Frame
-from consumers.stats import ConsumerStats
 from framebroker.errors import ProtocolError
 from framebroker.protocol import decode_frame, decode_reply
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import WorkRequest, encode_work_request, is_reply
+
+from .frame import Frame
+from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
 

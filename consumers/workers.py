@@ -22,12 +22,13 @@ import threading
 import time
 from multiprocessing.context import SpawnProcess
 
-from consumers.config import ConsumerConfig
-from consumers.processors import Processor, load_processor
-from consumers.results import print_json_line
-from consumers.runtime import Consumer
 from framebroker.errors import FrameBrokerError
 from framebroker.logs import setup_logging
+
+from .config import ConsumerConfig
+from .processors import Processor, load_processor
+from .results import print_json_line
+from .runtime import Consumer
 
 log = logging.getLogger("framebroker.consumer")
 

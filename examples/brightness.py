@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from consumers import Consumer, ConsumerConfig, Frame
 from framebroker.config import add_broker_options, resolve_endpoint
+from framebroker.consumers import Consumer, ConsumerConfig, Frame
 from framebroker.signals import StopOnSignals
 
 

@@ -40,9 +40,14 @@ class Command:
     metrics: bool = False  # a long-running service: gets --metrics-port (framebroker.metrics)
 
 
-def load_commands() -> dict[str, Command]:
+def load_commands(only: str | None = None) -> dict[str, Command]:
+    """The roles' commands; just ``only`` when it names one (so ``framebroker broker``
+    imports the broker's modules and nothing of the other roles: no cv2, no aiohttp)."""
     commands: dict[str, Command] = {}
-    for ep in entry_points(group="framebroker.commands"):
+    found = list(entry_points(group="framebroker.commands"))
+    if only in {ep.name for ep in found}:
+        found = [ep for ep in found if ep.name == only]
+    for ep in found:
         try:
             command = ep.load()
         except Exception as exc:  # one broken role must not take every command down
@@ -81,8 +86,20 @@ def make_argument_parser(commands: dict[str, Command]) -> argparse.ArgumentParse
     return parser
 
 
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: the first argument that is not a global option."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--log-level", "--log-format"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    commands = load_commands()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = load_commands(only=command_name(argv))
     if not commands:
         print(
             "framebroker: no commands found; is the package installed (pip install .)?",

@@ -14,7 +14,7 @@
 
 Library use::
 
-    from producers import Producer, ProducerConfig
+    from . import Producer, ProducerConfig
 
     producer = Producer(ProducerConfig(source="test:640x480@30", stream="cam1",
                                        ingest="tcp://broker.lan:5555"))
@@ -25,14 +25,14 @@ Your own source: subclass FrameSource and pass ``source=MySource`` (a factory, c
 again on every reopen) to Producer.
 """
 
-from producers.backoff import Backoff
-from producers.capture import CaptureSource
-from producers.config import ProducerConfig
-from producers.grabber import Grabbed, Grabber, GrabberState
-from producers.pattern import TestPatternSource
-from producers.producer import Producer, ProducerStats
-from producers.source import FrameSource
-from producers.spec import (
+from .backoff import Backoff
+from .capture import CaptureSource
+from .config import ProducerConfig
+from .grabber import Grabbed, Grabber, GrabberState
+from .pattern import TestPatternSource
+from .producer import Producer, ProducerStats
+from .source import FrameSource
+from .spec import (
     SourceSpec,
     default_stream_name,
     make_source,

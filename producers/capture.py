@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from framebroker.errors import SourceError
-from producers.source import FrameSource
+
+from .source import FrameSource
 
 log = logging.getLogger("framebroker.producers.capture")
 

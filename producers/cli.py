@@ -24,10 +24,11 @@ from framebroker.errors import ConfigError
 from framebroker.protocol import ENCODINGS
 from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
-from producers.config import MAX_BACKOFF_S, ProducerConfig, parse_meta_item, parse_meta_list
-from producers.metrics import ProducerCollector
-from producers.producer import Producer
-from producers.spec import default_stream_name
+
+from .config import MAX_BACKOFF_S, ProducerConfig, parse_meta_item, parse_meta_list
+from .metrics import ProducerCollector
+from .producer import Producer
+from .spec import default_stream_name
 
 SOURCES = (
     "a camera index (0), a video file, an rtsp:// or http(s):// URL, or the test pattern "

@@ -13,7 +13,8 @@ from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from producers.spec import parse_source
+
+from .spec import parse_source
 
 MAX_META_BYTES = MAX_HEADER_BYTES // 2  # leave room for the rest of the header
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")

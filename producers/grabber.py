@@ -29,8 +29,9 @@ from enum import StrEnum
 import numpy as np
 
 from framebroker.errors import FrameBrokerError, SourceError
-from producers.backoff import Backoff
-from producers.source import FrameSource
+
+from .backoff import Backoff
+from .source import FrameSource
 
 log = logging.getLogger("framebroker.producers.grabber")
 

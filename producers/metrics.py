@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from framebroker.metrics import counter, gauge
-from producers.producer import Producer
+
+from .producer import Producer
 
 _COUNTERS = (
     ("grabbed", "frames the source delivered"),

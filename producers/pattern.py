@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from framebroker.errors import SourceError
-from producers.source import FrameSource
+
+from .source import FrameSource
 
 _BARS = [  # BGR: white, yellow, cyan, green, magenta, red, blue, black
     (235, 235, 235),

@@ -34,12 +34,13 @@ from framebroker.errors import CodecError, SourceError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import connect, make_socket
-from producers.backoff import Backoff
-from producers.config import ProducerConfig
-from producers.grabber import Grabbed, Grabber, GrabberState
-from producers.link import LinkMonitor
-from producers.source import FrameSource
-from producers.spec import make_source
+
+from .backoff import Backoff
+from .config import ProducerConfig
+from .grabber import Grabbed, Grabber, GrabberState
+from .link import LinkMonitor
+from .source import FrameSource
+from .spec import make_source
 
 log = logging.getLogger("framebroker.producers.producer")
 

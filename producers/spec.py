@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 
 from framebroker.config import parse_size
 from framebroker.errors import ConfigError
-from producers.capture import CaptureSource
-from producers.pattern import TestPatternSource
-from producers.source import FrameSource
+
+from .capture import CaptureSource
+from .pattern import TestPatternSource
+from .source import FrameSource
 
 SourceKind = Literal["test", "device", "file", "url"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import msgpack
 
-from broker.limits import MAX_CONTROL_PARTS
-from broker.store import ResultRecord
 from framebroker import protocol
+from framebroker.broker.limits import MAX_CONTROL_PARTS
 from framebroker.errors import ProtocolError
 from framebroker.protocol import encode_result, topic_for
+from framebroker.sink.store import ResultRecord
 from tests.hostile import header, result
 
 

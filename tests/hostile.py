@@ -11,8 +11,9 @@ from typing import Any
 
 import zmq
 
-from broker import Broker, BrokerConfig, Sink, SinkConfig
+from framebroker.broker import Broker, BrokerConfig
 from framebroker.protocol import FrameHeader, ResultMessage, decode_frame, encode_frame
+from framebroker.sink import Sink, SinkConfig
 
 LOOPBACK = "tcp://127.0.0.1:0"
 SHAPE = (4, 6, 3)  # raw bgr24: 72 bytes of payload

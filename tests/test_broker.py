@@ -9,8 +9,8 @@ import msgpack
 import pytest
 import zmq
 
-from broker import Broker, BrokerConfig, StreamRegistry
 from framebroker import control, protocol
+from framebroker.broker import Broker, BrokerConfig, StreamRegistry
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
 from tests.conftest import wait_until

@@ -13,8 +13,8 @@ import time
 import pytest
 import zmq
 
-from broker.tables import format_age, format_table, stream_row
 from framebroker import control
+from framebroker.broker.tables import format_age, format_table, stream_row
 from framebroker.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from framebroker.errors import TransportError
 from framebroker.protocol import FrameHeader, encode_frame

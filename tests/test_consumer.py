@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import zmq
 
-from consumers import Consumer, ConsumerConfig
 from framebroker import codec, protocol
+from framebroker.consumers import Consumer, ConsumerConfig
 from framebroker.protocol import FrameHeader
 from framebroker.transport import bind, make_socket
 

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from consumers import ConsumerConfig, parse_patterns
-from consumers.cli import add_arguments, build_config
+from framebroker.consumers import ConsumerConfig, parse_patterns
+from framebroker.consumers.cli import add_arguments, build_config
 from framebroker.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumers import Frame
 from framebroker import codec, protocol
+from framebroker.consumers import Frame
 from framebroker.errors import CodecError
 from framebroker.protocol import FrameHeader
 

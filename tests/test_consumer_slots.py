@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from consumers.frame import Frame
-from consumers.slots import LatestSlots, Offer
+from framebroker.consumers.frame import Frame
+from framebroker.consumers.slots import LatestSlots, Offer
 from framebroker.protocol import FrameHeader
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.demo import DemoConfig, check_ports_free, child_specs
-from broker.demo_cluster import ChildSpec, Cluster
-from broker.demo_progress import Snapshot, StreamRow, render_line, render_summary, render_table
-from broker.store import AgeSummary
+from framebroker.demo.cli import DemoConfig, check_ports_free, child_specs
+from framebroker.demo.cluster import ChildSpec, Cluster
+from framebroker.demo.progress import Snapshot, StreamRow, render_line, render_summary, render_table
 from framebroker.errors import ConfigError, TransportError
+from framebroker.sink.store import AgeSummary
 
 
 def alive(pid: int) -> bool:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import zmq
 
-from broker import Broker, BrokerConfig
-from broker.limits import BrokerLimits
 from framebroker import protocol
+from framebroker.broker import Broker, BrokerConfig
+from framebroker.broker.limits import BrokerLimits
 from framebroker.protocol import encode_result, topic_for
 from tests.conftest import wait_until
 from tests.fuzz_messages import (

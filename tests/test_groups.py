@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.groups import WorkGroups
-from broker.registry import StreamEntry
+from framebroker.broker.groups import WorkGroups
+from framebroker.broker.registry import StreamEntry
 from framebroker.errors import ProtocolError, VersionError
 from framebroker.protocol import FrameHeader, encode_request
 from framebroker.work_protocol import (

@@ -16,22 +16,22 @@ import pytest
 import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 
-from broker.cli import add_broker_arguments, broker_config
-from broker.limits import (
+from framebroker import control, protocol
+from framebroker.broker.cli import add_broker_arguments, broker_config
+from framebroker.broker.limits import (
     MAX_CONTROL_PARTS,
     BrokerLimits,
     CacheSendLimiter,
     TokenBucket,
 )
-from broker.metrics import BrokerCollector
-from broker.registry import StreamRegistry
-from broker.sink_metrics import SinkCollector
-from broker.stats import Counters
-from broker.subscriptions import Subscriptions
-from framebroker import control, protocol
+from framebroker.broker.metrics import BrokerCollector
+from framebroker.broker.registry import StreamRegistry
+from framebroker.broker.stats import Counters
+from framebroker.broker.subscriptions import Subscriptions
 from framebroker.errors import ConfigError
 from framebroker.protocol import encode_result, topic_for
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.sink.metrics import SinkCollector
 from tests.conftest import wait_until
 from tests.hostile import (
     Peers,

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import zmq
 
-from broker import Broker, BrokerConfig
-from broker.sink import Sink, SinkConfig
-from consumers import Consumer, ConsumerConfig, load_processor
 from framebroker import codec, protocol
+from framebroker.broker import Broker, BrokerConfig
+from framebroker.consumers import Consumer, ConsumerConfig, load_processor
 from framebroker.control import request
-from producers import Producer, ProducerConfig
+from framebroker.producers import Producer, ProducerConfig
+from framebroker.sink.service import Sink, SinkConfig
 from tests.conftest import wait_for
 
 

@@ -9,10 +9,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from consumers import Frame, builtin_names, load_processor
-from consumers.processors.faces import FaceDetector, default_cascade_path
-from consumers.processors.motion import MotionDetector
 from framebroker import codec
+from framebroker.consumers import Frame, builtin_names, load_processor
+from framebroker.consumers.processors.faces import FaceDetector, default_cascade_path
+from framebroker.consumers.processors.motion import MotionDetector
 from framebroker.errors import ProcessorError
 from framebroker.protocol import FrameHeader
 

@@ -20,10 +20,10 @@ import zmq
 from framebroker import codec
 from framebroker.config import parse_size
 from framebroker.errors import ConfigError, SourceError
+from framebroker.producers import FrameSource, Producer, ProducerConfig
+from framebroker.producers.cli import PRODUCE, config_from_args
 from framebroker.protocol import FrameMessage, decode_frame, topic_for
 from framebroker.transport import bind, make_socket
-from producers import FrameSource, Producer, ProducerConfig
-from producers.cli import PRODUCE, config_from_args
 
 WAIT_S = 10.0
 BASE = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)

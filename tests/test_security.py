@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import zmq
 
-from broker import Broker, BrokerConfig
-from broker.metrics import BrokerCollector
-from broker.sink import Sink, SinkConfig
-from broker.sink_metrics import SinkCollector
-from consumers import ConsumerConfig
 from framebroker import control
+from framebroker.broker import Broker, BrokerConfig
+from framebroker.broker.metrics import BrokerCollector
+from framebroker.consumers import ConsumerConfig
 from framebroker.errors import ConfigError, TransportError
 from framebroker.keys import generate_key_pair, load_allow_list, load_key_pair, load_public_key
+from framebroker.producers import Producer, ProducerConfig
 from framebroker.protocol import FrameHeader, ResultMessage, encode_frame, encode_result
 from framebroker.security import (
     ClientSecurity,
@@ -31,8 +30,9 @@ from framebroker.security import (
     is_loopback,
     rejection_reason,
 )
+from framebroker.sink.metrics import SinkCollector
+from framebroker.sink.service import Sink, SinkConfig
 from framebroker.work_protocol import WorkRequest, encode_work_request
-from producers import Producer, ProducerConfig
 from tests.conftest import wait_for
 
 LOOPBACK = "tcp://127.0.0.1:0"

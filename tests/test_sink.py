@@ -19,12 +19,12 @@ import msgpack
 import pytest
 import zmq
 
-from broker.sink import Sink, SinkConfig
-from broker.sink_jsonl import JsonLinesStore
-from broker.store import ResultRecord, SQLiteStore, json_safe
 from framebroker.cli import main
 from framebroker.errors import ConfigError, StoreError
 from framebroker.protocol import ResultMessage, encode_result
+from framebroker.sink.jsonl import JsonLinesStore
+from framebroker.sink.service import Sink, SinkConfig
+from framebroker.sink.store import ResultRecord, SQLiteStore, json_safe
 
 T0 = 1_700_000_000_000_000_000
 

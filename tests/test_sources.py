@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from framebroker.errors import ConfigError, SourceError
-from producers import (
+from framebroker.producers import (
     Backoff,
     CaptureSource,
     FrameSource,
@@ -28,7 +28,7 @@ from producers import (
     open_source,
     parse_source,
 )
-from producers.capture import FFMPEG_OPTIONS_ENV
+from framebroker.producers.capture import FFMPEG_OPTIONS_ENV
 
 VIDEO_FRAMES = 12
 VIDEO_FPS = 20.0

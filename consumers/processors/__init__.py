@@ -22,31 +22,31 @@ from typing import TYPE_CHECKING, Any
 from framebroker.errors import ProcessorError
 
 if TYPE_CHECKING:
-    from consumers.frame import Frame
+    from ..frame import Frame
 
 Processor = Callable[["Frame"], Mapping[str, Any] | None]
 
 
 def _stats() -> Processor:
-    from consumers.processors.stats import stats
+    from .stats import stats
 
     return stats
 
 
 def _motion() -> Processor:
-    from consumers.processors.motion import MotionDetector
+    from .motion import MotionDetector
 
     return MotionDetector()
 
 
 def _faces() -> Processor:
-    from consumers.processors.faces import FaceDetector
+    from .faces import FaceDetector
 
     return FaceDetector()
 
 
 def _qr() -> Processor:
-    from consumers.processors.qr import QRReader
+    from .qr import QRReader
 
     return QRReader()
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import cv2
 
-from consumers.frame import Frame
-from consumers.processors.imaging import downscale, scale_box, to_uint8
 from framebroker.errors import ProcessorError
+
+from ..frame import Frame
+from .imaging import downscale, scale_box, to_uint8
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 

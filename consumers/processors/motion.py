@@ -7,9 +7,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from consumers.frame import Frame
-from consumers.processors.imaging import downscale, scale_box, to_uint8
 from framebroker.errors import ConfigError
+
+from ..frame import Frame
+from .imaging import downscale, scale_box, to_uint8
 
 
 class MotionDetector:

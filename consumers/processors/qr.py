@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from consumers.frame import Frame
+from ..frame import Frame
 
 
 class QRReader:

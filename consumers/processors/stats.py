@@ -6,7 +6,7 @@ from typing import Any
 
 import cv2
 
-from consumers.frame import Frame
+from ..frame import Frame
 
 
 def stats(frame: Frame) -> dict[str, Any]:

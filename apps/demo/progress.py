@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from broker.store import AgeSummary, SQLiteStore
 from framebroker import control
 from framebroker.errors import FrameBrokerError, StoreError, TransportError
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.sink.store import AgeSummary, SQLiteStore
 
 RECENT_SAMPLES = 3  # ages are of results stored in the last RECENT_SAMPLES intervals
 

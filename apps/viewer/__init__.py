@@ -14,8 +14,8 @@ has drawn the last one, and the server then sends the newest frame it has. A slo
 therefore sees fewer frames, never older ones: nothing queues anywhere.
 """
 
-from consumers.viewer.hub import FrameHub, LatestFrame
-from consumers.viewer.results import ResultsReader
-from consumers.viewer.service import Viewer, ViewerConfig
+from .hub import FrameHub, LatestFrame
+from .results import ResultsReader
+from .service import Viewer, ViewerConfig
 
 __all__ = ["FrameHub", "LatestFrame", "ResultsReader", "Viewer", "ViewerConfig"]

@@ -6,10 +6,6 @@ import argparse
 import os
 import sys
 
-from broker.sink import AUTO, DEFAULT_DB, Sink, SinkConfig
-from broker.sink_metrics import SinkCollector
-from broker.sink_results import follow, show
-from broker.store import SQLiteStore
 from framebroker import metrics
 from framebroker.cli import EXIT_OK, Command
 from framebroker.config import (
@@ -23,6 +19,11 @@ from framebroker.config import (
 )
 from framebroker.security_cli import add_server_security_options, server_security
 from framebroker.signals import StopOnSignals
+
+from .metrics import SinkCollector
+from .results import follow, show
+from .service import AUTO, DEFAULT_DB, Sink, SinkConfig
+from .store import SQLiteStore
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

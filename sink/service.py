@@ -37,9 +37,6 @@ from typing import Any
 
 import zmq
 
-from broker.multipart import recv_parts
-from broker.sink_jsonl import JsonLinesStore
-from broker.store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
 from framebroker.config import (
     RESULTS_PORT,
     acked_endpoint,
@@ -47,10 +44,14 @@ from framebroker.config import (
     parse_endpoint,
 )
 from framebroker.errors import ConfigError, ProtocolError, StoreError, TransportError
+from framebroker.multipart import recv_parts
 from framebroker.protocol import decode_result, encode_ack, peek_result_id
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import PLAINTEXT_SERVER, ServerGuard, ServerSecurity
 from framebroker.transport import bind, make_socket
+
+from .jsonl import JsonLinesStore
+from .store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
 
 log = logging.getLogger("framebroker.sink")
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from consumers.viewer.hub import FrameHub, jpeg_of
-from consumers.viewer.results import ResultsReader
 from framebroker import control
 from framebroker.errors import FrameBrokerError
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+
+from .hub import FrameHub, jpeg_of
+from .results import ResultsReader
 
 log = logging.getLogger("framebroker.viewer")
 
@@ -163,7 +164,7 @@ class Viewer:
         return app
 
     def _static(self, name: str) -> Any:
-        text = (resources.files("consumers.viewer") / "static" / name).read_bytes()
+        text = (resources.files("framebroker.viewer") / "static" / name).read_bytes()
         kind = {"html": "text/html", "js": "text/javascript"}[name.rsplit(".", 1)[1]]
 
         async def handler(request: web.Request) -> web.Response:

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from broker.demo_cluster import Child, ChildSpec, Cluster
-from broker.demo_progress import LiveView, Sampler, Snapshot, StreamRow, render_summary
-from broker.store import SQLiteStore
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.config import (
     INGEST_PORT,
@@ -33,6 +30,10 @@ from framebroker.errors import ConfigError, StoreError, TransportError
 from framebroker.keys import generate_key_pair
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.signals import StopOnSignals
+from framebroker.sink.store import SQLiteStore
+
+from .cluster import Child, ChildSpec, Cluster
+from .progress import LiveView, Sampler, Snapshot, StreamRow, render_summary
 
 PROCESSORS = ("stats", "motion", "qr", "faces")
 DEFAULT_DB = "framebroker-demo.sqlite"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from broker.store import ResultRecord, SQLiteStore, dumps
+from .store import ResultRecord, SQLiteStore, dumps
 
 _MIN_RESULT_WIDTH = 20
 _FOLLOW_BATCH = 1000

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from broker.store import ResultRecord, ResultStore, dumps, stream_matches
 from framebroker.errors import StoreError
+
+from .store import ResultRecord, ResultStore, dumps, stream_matches
 
 
 class JsonLinesStore(ResultStore):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from consumers.config import parse_patterns
-from consumers.viewer.metrics import ViewerCollector
-from consumers.viewer.service import Viewer, ViewerConfig
 from framebroker import metrics
 from framebroker.cli import Command, parse_port
 from framebroker.config import add_broker_options, add_option, resolve_endpoint
+from framebroker.consumers.config import parse_patterns
 from framebroker.protocol import subscription_for
 from framebroker.security_cli import add_client_security_options, client_security
 from framebroker.signals import StopOnSignals
+
+from .metrics import ViewerCollector
+from .service import Viewer, ViewerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

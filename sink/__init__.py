@@ -1,0 +1,28 @@
+"""The sink role: receive results, store each once, acknowledge, and read them back.
+
+::
+
+    service.py    Sink: the results and acknowledged results ports (PULL, ROUTER)
+    store.py      ResultStore, SQLiteStore, FanOutStore: the schema and the writer/reader
+    jsonl.py      JsonLinesStore: results as JSON lines
+    results.py    ``framebroker results``: print or follow what is stored
+    metrics.py    the sink's Prometheus collector
+    cli.py        ``framebroker sink`` and ``framebroker results``
+
+Installed as ``framebroker.sink``; imports only the core (``framebroker``).
+"""
+
+from .jsonl import JsonLinesStore
+from .service import Sink, SinkConfig, SinkStats
+from .store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
+
+__all__ = [
+    "FanOutStore",
+    "JsonLinesStore",
+    "ResultRecord",
+    "ResultStore",
+    "SQLiteStore",
+    "Sink",
+    "SinkConfig",
+    "SinkStats",
+]
