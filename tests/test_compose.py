@@ -151,15 +151,18 @@ def test_own_camera_template_takes_its_url_from_the_environment():
 
 def test_pip_install_packages_every_python_package():
     """A package missing from [tool.setuptools] works in the editable .venv, not in the image."""
-    listed = set(
-        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    )
-    found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for root in ("framebroker", "broker", "producers", "consumers")
-        for p in (ROOT / root).rglob("__init__.py")
-    }
-    assert found <= listed
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = setuptools["package-dir"]  # package -> folder in the repository
+    assert set(setuptools["packages"]) == set(folders)
+    found = set()
+    for package, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            inner = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join([package, *inner]))
+    assert found <= set(setuptools["packages"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for folder in {f.split("/")[0] for f in folders.values()}:
+        assert f"COPY {folder} ./{folder}" in dockerfile
 
 
 def test_dockerfile_runs_as_a_user_with_a_healthcheck():
