@@ -257,7 +257,7 @@ class ServerGuard:
             log.warning(
                 "%s: %s reachable from the network WITHOUT CURVE: anyone who can connect may "
                 "read and inject frames and results. Give --curve-key and --curve-allow (see "
-                "README, Security), or bind to 127.0.0.1",
+                "docs/security.md), or bind to 127.0.0.1",
                 self.service,
                 ", ".join(exposed),
             )

@@ -274,7 +274,7 @@ def test_prometheus_is_optional_and_scrapes_every_service():
     assert "FRAMEBROKER_METRICS_PORT=9100" in (ROOT / "Dockerfile").read_text()
 
 
-# --- compose.secure.yaml: the same cluster with CURVE (README, Security) ----------------------
+# --- compose.secure.yaml: the same cluster with CURVE (docs/security.md) ----------------------
 
 SECURE_FILE = yaml.safe_load((ROOT / "compose.secure.yaml").read_text())
 _REPLACED = {"command", "entrypoint", "test"}  # compose takes these from the last file

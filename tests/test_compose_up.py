@@ -2,10 +2,11 @@
 flow and results are stored; a consumer attaches from outside through the published ports,
 a consumer service scales to three replicas, and every service stops with exit code 0.
 
-Runs the README's "Docker compose" steps on free host ports (FRAMEBROKER_*_PORT) under a
-project name of its own, and always ends with `docker compose down -v`. Needs a Docker
-engine with the compose plugin: skipped without one on a user's machine, failed in CI
-(.ci/run starts one with ../shared/tools/docker-setup.sh).
+Runs the "Docker compose" steps of docs/deployment.md on free host ports
+(FRAMEBROKER_*_PORT) under a project name of its own, and always ends with
+`docker compose down -v`. Needs a Docker engine with the compose plugin: skipped without
+one on a user's machine, failed in CI (.ci/run starts one with
+../shared/tools/docker-setup.sh).
 """
 
 from __future__ import annotations
@@ -267,8 +268,9 @@ def test_a_consumer_service_scales_to_three_replicas(compose):
 
 
 def test_own_camera_joins_with_its_url_from_the_environment(compose):
-    """The `camera` profile's service, as the README has users start it with CAMERA_URL; a
-    test pattern stands in for the RTSP URL (the source is passed through as it is)."""
+    """The `camera` profile's service, as docs/deployment.md has users start it with
+    CAMERA_URL; a test pattern stands in for the RTSP URL (the source is passed through as
+    it is)."""
     camera = {"CAMERA_URL": "test:320x240@5", "CAMERA_STREAM": "demo/own-camera"}
     compose.env.update(camera, COMPOSE_PROFILES="camera")  # later commands include it
     compose.timed("camera", "up", "-d", "--wait", "--wait-timeout", "120", "camera")

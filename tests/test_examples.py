@@ -1,4 +1,5 @@
-"""The README's library example runs as a program and through the CLI."""
+"""The processor example (examples/brightness.py, docs/architecture.md) runs as a program
+and through the CLI."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Each role on its own machine: the README's commands on three network namespaces.
+"""Each role on its own machine: docs/deployment.md's commands on three network namespaces.
 
 Host ``central`` runs the broker and the sink, ``camera`` two producers, ``worker`` two
 consumers (a fan-out one and a worker of a work group); they reach the broker by the host
 name ``broker`` (each host's own /etc/hosts), never by 127.0.0.1. The commands are read
-from the README's "Running each role on its own machine" section and run exactly as
-written there. Then the camera host's link is cut: the broker marks its streams stale;
-plugged back in, they resume with nothing restarted.
+from the "Running each role on its own machine" section of docs/deployment.md and run
+exactly as written there. Then the camera host's link is cut: the broker marks its
+streams stale; plugged back in, they resume with nothing restarted.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from tests.netns import Network, framebroker, missing
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(240)]
 
+DOC = ROOT / "docs" / "deployment.md"
 SECTION = "## Running each role on its own machine"
-# README comment that starts a group of commands -> the host that runs them
+# the comment that starts a group of commands -> the host that runs them
 GROUPS = {
     "on the central machine": "central",
     "on a camera machine": "camera",
@@ -37,9 +38,9 @@ GROUPS = {
 LONG_RUNNING = {"broker", "sink", "produce", "consume"}
 
 
-def readme_commands() -> list[tuple[str, list[str]]]:
+def section_commands() -> list[tuple[str, list[str]]]:
     """(host, argv) for every command in the section's shell block, in order."""
-    text = (ROOT / "README.md").read_text()
+    text = DOC.read_text()
     section = text[text.index(SECTION) :]
     block = re.search(r"```sh\n(.*?)```", section, re.S)
     assert block, f"no ```sh block under {SECTION!r}"
@@ -51,7 +52,7 @@ def readme_commands() -> list[tuple[str, list[str]]]:
             continue
         argv = shlex.split(line, comments=True)
         if argv:
-            assert host, f"README command before any '# on ... machine' comment: {line}"
+            assert host, f"command before any '# on ... machine' comment: {line}"
             assert argv[0] == "framebroker", line
             commands.append((host, argv[1:]))
     return commands
@@ -61,8 +62,8 @@ def option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def test_readme_section_has_every_role_on_its_own_host():
-    commands = readme_commands()
+def test_the_section_has_every_role_on_its_own_host():
+    commands = section_commands()
     roles = {(host, argv[0]) for host, argv in commands}
     assert {("central", "broker"), ("central", "sink"), ("worker", "consume")} <= roles
     assert {("worker", "streams"), ("central", "results")} <= roles
@@ -98,7 +99,7 @@ def result_counts(db: Path, consumer: str) -> dict[str, int]:
 
 def test_roles_on_separate_hosts_survive_a_cut_link(network):
     net = network
-    commands = readme_commands()
+    commands = section_commands()
     procs = []
     for host, argv in commands:
         if argv[0] in LONG_RUNNING:
@@ -123,7 +124,7 @@ def test_roles_on_separate_hosts_survive_a_cut_link(network):
         return counts if all(c.get(s, 0) >= 3 for c in counts for s in streams) else None
 
     wait_for(results_for_every_stream, timeout=60, interval=0.5)
-    for host, argv in commands:  # the README's one-shot commands, as written
+    for host, argv in commands:  # the section's one-shot commands, as written
         if argv[0] not in LONG_RUNNING:
             done = net[host].run(*framebroker(*argv))
             assert done.returncode == 0, done.stderr

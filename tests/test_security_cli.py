@@ -61,7 +61,7 @@ def test_half_a_curve_configuration_is_a_usage_error(tmp_path):
 
 
 class Setup:
-    """Keys as the README's Security section makes them, and the allow-lists."""
+    """Keys as docs/security.md makes them, and the allow-lists."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -5,7 +5,7 @@ Starts a broker, a sink, test-pattern producers and consumers as separate proces
 and stops everything on Ctrl-C or after ``--duration`` seconds, then prints a summary.
 Exit 0 when results were stored; 1 when a child died early or nothing arrived. With
 ``--curve`` it first makes a CURVE key set in the log directory and runs every process
-with it (README, Security).
+with it (docs/security.md).
 """
 
 from __future__ import annotations
