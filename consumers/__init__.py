@@ -1,6 +1,16 @@
-"""consumers: run a processor on the newest frame of each stream, results to the sink.
+"""consumers: the newest frame of each stream, to a processor or to your own loop.
 
->>> from consumers import Consumer, ConsumerConfig
+Pull them (``framebroker.subscribe``, subscribe.py / subscription.py): iterate, and send
+results to the sink if you like:
+
+>>> import framebroker
+>>> with framebroker.subscribe("cam1") as frames:  # doctest: +SKIP
+...     for frame in frames:
+...         frames.send_result(frame, {"mean": float(frame.gray.mean())})
+
+Or have them pushed to a processor (``framebroker consume``, runtime.py):
+
+>>> from framebroker.consumers import Consumer, ConsumerConfig
 >>> def brightness(frame):
 ...     return {"mean": float(frame.gray.mean())}
 >>> consumer = Consumer(ConsumerConfig(streams=("cam1",)), brightness)
@@ -13,6 +23,8 @@ from .processors import Processor, builtin_names, load_processor
 from .runtime import Consumer
 from .slots import LatestSlots, Offer
 from .stats import ConsumerStats
+from .subscribe import subscribe
+from .subscription import Subscription
 from .workers import WorkerPool
 
 __all__ = [
@@ -23,9 +35,11 @@ __all__ = [
     "LatestSlots",
     "Offer",
     "Processor",
+    "Subscription",
     "WorkerPool",
     "builtin_names",
     "default_name",
     "load_processor",
     "parse_patterns",
+    "subscribe",
 ]

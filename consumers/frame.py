@@ -1,7 +1,9 @@
-"""Frame: what a processor gets: the header, the payload, pixels decoded on first use."""
+"""Frame: what a processor, or ``framebroker.subscribe``, hands you: the header, the payload,
+pixels decoded on first use, and how old the frame is."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +17,15 @@ from framebroker.protocol import FrameHeader, FrameMessage
 class Frame:
     """One received frame.
 
+    ``stream``, ``session``, ``seq``, ``t_capture`` (ns since the epoch) and ``meta`` come
+    from the producer's header; ``age`` is how many seconds ago the frame was captured.
     ``image`` decodes the payload once, on first access (JPEG -> BGR or gray array; raw ->
     a read-only view of the message buffer, no copy: copy it before modifying it).
     ``gray`` is the single-channel version, also computed once. A frame is handed to one
     processor call at a time, so the caches need no lock.
     """
 
-    __slots__ = ("_decoded", "_gray", "header", "payload", "t_received")
+    __slots__ = ("_decoded", "_gray", "header", "payload", "t_received", "t_start")
 
     def __init__(
         self, header: FrameHeader, payload: bytes | memoryview, t_received: int = 0
@@ -29,6 +33,9 @@ class Frame:
         self.header = header
         self.payload = payload
         self.t_received = t_received  # ns since the epoch, when the consumer got it
+        # ns since the epoch, when a Subscription handed it out (0: not yet); a result sent
+        # for the frame counts its processing from here (the sink's frame age, t_start)
+        self.t_start = 0
         self._decoded: dict[int, np.ndarray] = {}
         self._gray: np.ndarray | None = None
 
@@ -53,7 +60,14 @@ class Frame:
         return self.header.t_capture
 
     @property
+    def age(self) -> float:
+        """Seconds since the frame was captured, now (this host's clock against the
+        producer's: across hosts it includes their clock offset)."""
+        return (time.time_ns() - self.header.t_capture) / 1e9
+
+    @property
     def meta(self) -> Mapping[str, Any]:
+        """The producer's metadata (``produce --meta``, ``Publisher(meta=)``, ``send(meta=)``)."""
         return self.header.meta
 
     @property

@@ -28,13 +28,16 @@ import zmq
 from framebroker.errors import ProcessorError, ProtocolError
 from framebroker.protocol import VERSION_ACKED, ResultMessage, decode_ack, encode_result
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.transport import connect, make_socket
 
+from .config import ConsumerConfig
 from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
 
 RESEND_S = 2.0  # an unacknowledged result is sent again after this long
 RESEND_BURST = 500  # at most this many resends per pump()
+RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
 
 
 class Sender(Protocol):
@@ -204,6 +207,31 @@ class AckedSender:
                 self._endpoint,
             )
         return len(self._spool)
+
+
+def connect_sender(
+    context: zmq.Context[Any], config: ConsumerConfig, stats: ConsumerStats
+) -> tuple[zmq.Socket[Any], Sender] | None:
+    """The socket to the sink and its sender, as ``config`` asks (None: results go nowhere).
+
+    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once);
+    otherwise ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller
+    closes the socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
+    """
+    endpoint = config.acked_results or config.results
+    if endpoint is None:
+        return None
+    kind = zmq.DEALER if config.acked_results is not None else zmq.PUSH
+    sock = make_socket(context, kind, sndhwm=config.result_buffer, linger_ms=RESULT_LINGER_MS)
+    try:
+        config.security.secure(sock, "sink")
+        connect(sock, endpoint)
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    if kind == zmq.DEALER:
+        return sock, AckedSender(sock, endpoint, stats, config.result_buffer)
+    return sock, ResultSender(sock, endpoint, stats)
 
 
 def print_json_line(result: ResultMessage) -> None:

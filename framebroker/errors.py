@@ -9,6 +9,7 @@
     ├── TransportError               a ZeroMQ operation failed (wraps zmq.ZMQError)
     ├── SourceError                  a frame source could not be opened or read
     ├── CodecError                   pixels could not be encoded or decoded
+    │   └── ImageError               an image that cannot be sent (bad type, dtype, shape)
     ├── ProcessorError               a processor could not be loaded or failed
     └── StoreError                   the results store could not be opened, read or written
 
@@ -62,6 +63,12 @@ class SourceError(FrameBrokerError):
 
 class CodecError(FrameBrokerError):
     """Pixels could not be encoded to, or decoded from, their wire encoding."""
+
+
+class ImageError(CodecError, ValueError):
+    """An image handed to ``Publisher.send`` that no frame can carry: not a numpy array, or
+    a dtype, shape or channel count the encoding does not support. A ValueError too: it
+    is a bad argument, caught before anything is encoded or sent."""
 
 
 class ProcessorError(FrameBrokerError):

@@ -1,4 +1,5 @@
-"""Producers: publish a camera, a video file, a stream URL or a test pattern to the broker.
+"""Producers: publish a camera, a video file, a stream URL, a test pattern, or your own
+numpy images to the broker.
 
 ::
 
@@ -10,6 +11,7 @@
     grabber.py    Grabber: the grab thread, newest frame only, reopen and watchdog
     config.py     ProducerConfig: validated, frozen
     producer.py   Producer: the service (start / run / close)
+    publisher.py  Publisher: your own images, one ``send(image)`` at a time (the library)
     cli.py        ``framebroker produce``
 
 Library use::
@@ -21,8 +23,13 @@ Library use::
     producer.start()
     producer.run()   # until producer.close() from another thread
 
-Your own source: subclass FrameSource and pass ``source=MySource`` (a factory, called
-again on every reopen) to Producer.
+Your own images, from your own loop (``framebroker.Publisher``)::
+
+    with Publisher("lab/scope", "broker.lan") as pub:
+        pub.send(image, meta={"objective": "40x"})   # a numpy array; never blocks
+
+Your own source run by the producer: subclass FrameSource and pass ``source=MySource``
+(a factory, called again on every reopen) to Producer.
 """
 
 from .backoff import Backoff
@@ -31,6 +38,7 @@ from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
 from .pattern import TestPatternSource
 from .producer import Producer, ProducerStats
+from .publisher import Publisher, PublisherConfig
 from .source import FrameSource
 from .spec import (
     SourceSpec,
@@ -50,6 +58,8 @@ __all__ = [
     "Producer",
     "ProducerConfig",
     "ProducerStats",
+    "Publisher",
+    "PublisherConfig",
     "SourceSpec",
     "TestPatternSource",
     "default_stream_name",

@@ -3,7 +3,8 @@
 - The wheel installs one top-level name, ``framebroker``.
 - Roles (``broker``, ``producers``, ``consumers``, ``sink``) never import each other.
 - The core (``framebroker/``) imports no role and no application; its facade
-  (``framebroker/__init__.py``) names them only as strings, imported on first use.
+  (``framebroker/__init__.py``) names them only as strings, imported on first use (and
+  imports them under ``if TYPE_CHECKING:``, for type checkers only).
 - The applications (``apps/viewer``, ``apps/demo``) may use the roles; nothing imports them.
 - The protocol modules import neither zmq nor cv2.
 - ``import framebroker`` and ``framebroker broker`` import neither cv2 nor aiohttp.
@@ -48,15 +49,24 @@ def package_of(path: Path) -> tuple[str, str]:
     raise AssertionError(f"{rel} is in no package")
 
 
-def imports_of(path: Path) -> list[tuple[int, str]]:
+def imports_of(path: Path, *, typing_only: bool = True) -> list[tuple[int, str]]:
     """Every module a file imports, as absolute dotted names, with its line."""
-    return imports_in(path.read_text(), package_of(path)[1])
+    return imports_in(path.read_text(), package_of(path)[1], typing_only=typing_only)
 
 
-def imports_in(source: str, own: str) -> list[tuple[int, str]]:
-    """The imports of ``source``, a module of package ``own``."""
+FACADE = "framebroker/__init__.py"
+
+
+def imports_in(source: str, own: str, *, typing_only: bool = True) -> list[tuple[int, str]]:
+    """The imports of ``source``, a module of package ``own``; with ``typing_only=False``
+    without those under ``if TYPE_CHECKING:`` (never run)."""
+    tree = ast.parse(source)
+    if not typing_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+                node.body = [ast.Pass()]
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -97,7 +107,8 @@ def test_roles_never_import_each_other_nor_the_applications() -> None:
 def test_the_core_imports_no_role_and_no_application() -> None:
     wrong = []
     for path in sources("framebroker"):
-        for line, name in imports_of(path):
+        facade = path == ROOT / FACADE  # its TYPE_CHECKING imports never run
+        for line, name in imports_of(path, typing_only=not facade):
             if any(under(name, p) for p in [*ROLES.values(), *APPS.values()]):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert not wrong, "\n".join(wrong)
@@ -117,6 +128,19 @@ def test_the_rules_above_see_a_violation() -> None:
     source = "from ..broker import service\nimport framebroker.producers\nfrom . import store\n"
     names = [name for _, name in imports_in(source, "framebroker.sink")]
     assert names == ["framebroker.broker", "framebroker.producers", "framebroker.sink"]
+
+
+def test_only_imports_for_type_checkers_are_left_out_of_the_facade_rule() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from framebroker.broker.service import Broker\n"
+        "else:\n    import framebroker.sink\n"
+        "import framebroker.producers\n"
+    )
+    names = {name for _, name in imports_in(source, "framebroker", typing_only=False)}
+    assert names == {"typing", "framebroker.sink", "framebroker.producers"}
+    everything = [name for _, name in imports_in(source, "framebroker")]
+    assert "framebroker.broker.service" in everything
 
 
 def loaded_modules(code: str) -> set[str]:

@@ -1,0 +1,253 @@
+"""Publisher: publish your own numpy images as a stream, no camera or source string needed.
+
+::
+
+    import framebroker
+
+    with framebroker.Publisher("lab/microscope", "broker.lan") as pub:
+        while running:
+            pub.send(grab_image(), meta={"objective": "40x"})
+
+Each ``send`` stamps the frame with this publisher's session, the next seq and the
+capture time, encodes it (JPEG or raw, :mod:`framebroker.codec`) and hands it to a PUB
+socket with ZMQ_CONFLATE, exactly as ``framebroker produce`` does: a send never blocks
+the caller, and when the link to the broker is slower than you send, only the newest
+frame waits to go (older ones are dropped, never queued). Frames sent while the broker is
+unreachable are dropped too; :class:`~.link.LinkMonitor` logs when it comes and goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import zmq
+
+from framebroker import codec
+from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
+from framebroker.errors import CodecError, ConfigError, ImageError, ProtocolError, TransportError
+from framebroker.protocol import (
+    ENCODINGS,
+    MAX_DIMENSION,
+    FrameHeader,
+    encode_frame,
+    validate_stream_id,
+)
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.transport import connect, make_socket
+
+from .config import _check_meta
+from .link import LinkMonitor
+
+log = logging.getLogger("framebroker.producers.publisher")
+
+JPEG_PIXFMTS = ("gray8", "bgr24")
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    """A publisher's settings, validated once (ConfigError); ``produce``'s flags of the
+    same names, with the same defaults and rules."""
+
+    stream: str
+    ingest: str = connect_endpoint("127.0.0.1", INGEST_PORT)
+    encoding: str = "jpeg"
+    quality: int = 80
+    meta: Mapping[str, str] = field(default_factory=dict)
+    security: ClientSecurity = PLAINTEXT_CLIENT
+
+    def __post_init__(self) -> None:
+        try:
+            validate_stream_id(self.stream)
+        except ProtocolError as exc:
+            raise ConfigError(f"stream: {exc}") from None
+        parse_endpoint(self.ingest)
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}: {self.encoding!r}")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int):
+            raise ConfigError(f"JPEG quality must be an integer 1..100, got {self.quality!r}")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"JPEG quality must be 1..100, got {self.quality!r}")
+        self.security.require("broker")
+        object.__setattr__(self, "meta", MappingProxyType(_check_meta(self.meta)))
+
+
+def check_image(image: Any, encoding: str) -> str:
+    """The pixel format of ``image``; ImageError when no frame of ``encoding`` can carry it."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"an image is a numpy array, not a {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise ImageError(f"an image is HxW or HxWxC, not of shape {image.shape}")
+    if not all(0 < side <= MAX_DIMENSION for side in image.shape):
+        raise ImageError(f"image shape {image.shape}: each side must be 1..{MAX_DIMENSION}")
+    try:
+        pixfmt = codec.pixel_format(image)
+    except CodecError as exc:
+        raise ImageError(
+            f"{exc}; send HxW or HxWx3 (BGR) or HxWx4 (BGRA) uint8, or HxW uint16"
+        ) from None
+    if encoding == "jpeg" and pixfmt not in JPEG_PIXFMTS:
+        raise ImageError(
+            f"JPEG carries 8-bit gray or BGR images, not {pixfmt} ({image.dtype}, shape "
+            f"{image.shape}): send it with encoding='raw'"
+        )
+    return pixfmt
+
+
+class Publisher:
+    """Publishes numpy images as the stream ``stream`` to the broker on ``broker``.
+
+    The parameters are ``framebroker produce``'s flags of the same names and defaults:
+    ``ingest`` overrides the endpoint (``tcp://HOST:5555``); ``encoding`` "jpeg" or "raw";
+    ``quality`` of JPEG, 1..100; ``meta`` sent in every frame header (string values);
+    ``security``: CURVE keys for the broker. Connects on ``start()``, ``with`` or the first
+    ``send``; ``close()`` (idempotent) gives the last frame 200 ms to leave.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        broker: str = "127.0.0.1",
+        *,
+        ingest: str | None = None,
+        encoding: str = "jpeg",
+        quality: int = 80,
+        meta: Mapping[str, str] | None = None,
+        security: ClientSecurity | None = None,
+    ) -> None:
+        self.config = PublisherConfig(
+            stream=stream,
+            ingest=ingest or connect_endpoint(broker, INGEST_PORT),
+            encoding=encoding,
+            quality=quality,
+            meta=meta or {},
+            security=security or PLAINTEXT_CLIENT,
+        )
+        self.session = secrets.randbits(63)  # a new session per publisher, as per producer
+        self.sent = 0  # frames handed to the socket
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._context: zmq.Context[Any] | None = None
+        self._sock: zmq.Socket[Any] | None = None
+        self._link: LinkMonitor | None = None
+        self._closed = False
+
+    @property
+    def stream(self) -> str:
+        return self.config.stream
+
+    def start(self) -> None:
+        """Connect to the broker's ingest endpoint (idempotent)."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> zmq.Socket[Any]:
+        if self._closed:
+            raise TransportError(f"publisher of {self.stream!r} is closed")
+        if self._sock is not None:
+            return self._sock
+        context = zmq.Context()
+        sock = make_socket(context, zmq.PUB, conflate=True)
+        try:
+            self.config.security.secure(sock, "broker")
+            connect(sock, self.config.ingest)
+        except BaseException:
+            sock.close(linger=0)
+            context.term()
+            raise
+        self._context, self._sock = context, sock
+        self._link = LinkMonitor(sock, self.config.ingest)
+        log.info(
+            "publishing stream %r to %s (session %x)",
+            self.stream,
+            self.config.ingest,
+            self.session,
+        )
+        return sock
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up (as last reported by libzmq)."""
+        with self._lock:
+            if self._link is None:
+                return False
+            self._link.poll()
+            return self._link.connected
+
+    def send(
+        self,
+        image: np.ndarray,
+        meta: Mapping[str, str] | None = None,
+        *,
+        t_capture: int | None = None,
+    ) -> int:
+        """Publish ``image`` as the next frame; returns its seq. Never blocks.
+
+        ``meta`` adds to (or overrides) the publisher's metadata for this frame.
+        ``t_capture``: when the image was captured, ns since the epoch (default: now).
+        Raises ImageError (a ValueError) for an image no frame can carry, ConfigError for
+        bad metadata, TransportError once closed.
+        """
+        t_capture = time.time_ns() if t_capture is None else t_capture
+        if isinstance(t_capture, bool) or not isinstance(t_capture, int) or t_capture < 0:
+            raise ConfigError(f"t_capture is ns since the epoch, an int >= 0: {t_capture!r}")
+        pixfmt = check_image(image, self.config.encoding)
+        header_meta = self.config.meta
+        if meta:
+            header_meta = MappingProxyType(_check_meta({**header_meta, **meta}))
+        encoded = codec.encode(image, self.config.encoding, self.config.quality)
+        with self._lock:
+            sock = self._start()
+            header = FrameHeader(
+                stream=self.stream,
+                session=self.session,
+                seq=self._seq,
+                t_capture=t_capture,
+                t_publish=time.time_ns(),
+                encoding=self.config.encoding,
+                shape=encoded.shape,
+                dtype=encoded.dtype,
+                pixfmt=pixfmt,
+                meta=header_meta,
+            )
+            assert self._link is not None
+            self._link.poll()
+            try:
+                sock.send(encode_frame(header, encoded.payload), copy=False)
+            except zmq.ZMQError as exc:
+                raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
+            self._seq += 1
+            self.sent += 1
+            return header.seq
+
+    def close(self) -> None:
+        """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""
+        with self._lock:
+            self._closed = True
+            link, self._link = self._link, None
+            sock, self._sock = self._sock, None
+            context, self._context = self._context, None
+        if link is not None:
+            link.close()
+        if sock is not None:
+            sock.close()
+        if context is not None:
+            context.term()
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"Publisher(stream={self.stream!r}, ingest={self.config.ingest!r}, {state})"
