@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import zmq
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig
 from framebroker.broker.limits import BrokerLimits
 from framebroker.protocol import encode_result, topic_for
@@ -206,14 +206,14 @@ def test_fuzz_control(capsys):
                     assert dealer.poll(5000), "a control message got no reply"
                     reply = dealer.recv_multipart()
                     assert reply[:-1] == parts[:-1]  # the envelope comes back
-                    assert protocol.decode_reply(reply[-1])["ok"] is (why == "ok")
+                    assert control_protocol.decode_reply(reply[-1])["ok"] is (why == "ok")
                     replies += 1
             oversize = peers.socket(zmq.DEALER, broker.control_endpoint)
             oversize.send(bytes(65 * 1024))
             assert not oversize.poll(300), "an oversize control request was answered"
             req = peers.socket(zmq.REQ, broker.control_endpoint)
-            req.send(protocol.encode_request("ping"))
-            assert req.poll(5000) and protocol.decode_reply(req.recv())["ok"] is True
+            req.send(control_protocol.encode_request("ping"))
+            assert req.poll(5000) and control_protocol.decode_reply(req.recv())["ok"] is True
             expected = collections.Counter(why for _, why in sent)
             expected["answered_ok"] = expected.pop("ok", 0)
             stats = broker.stats()
