@@ -20,7 +20,7 @@ from framebroker import control_protocol, protocol
 from framebroker.broker.limits import MAX_CONTROL_PARTS
 from framebroker.errors import ProtocolError
 from framebroker.protocol import encode_result, topic_for
-from framebroker.sink.store import ResultRecord
+from framebroker.sink.record import ResultRecord
 from tests.hostile import header, result
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import random
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from framebroker import control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig
 from framebroker.broker.limits import BrokerLimits
 from framebroker.protocol import encode_result, topic_for
-from tests.conftest import wait_until
+from tests.conftest import query_db, wait_until
 from tests.fuzz_messages import (
     PROBE,
     bad_control,
@@ -234,9 +233,8 @@ def test_fuzz_control(capsys):
 
 
 def stored(db: Path, consumer: str) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT seq FROM results WHERE consumer = ? ORDER BY seq", (consumer,))
-        return [seq for (seq,) in rows]
+    sql = "SELECT seq FROM results WHERE consumer = ? ORDER BY seq"
+    return [seq for (seq,) in query_db(db, sql, consumer)]
 
 
 def test_fuzz_results(tmp_path, capsys):

@@ -4,7 +4,8 @@
 - Roles (``broker``, ``producers``, ``consumers``, ``sink``) never import each other.
 - The core (``framebroker/``) imports no role and no application; its facade
   (``framebroker/__init__.py``) names them only as strings, imported on first use.
-- The applications (``apps/viewer``, ``apps/demo``) may use the roles; nothing imports them.
+- The applications (``apps/viewer``, ``apps/demo``, ``apps/testing``) may use the roles; no
+  role and not the core imports them.
 - The protocol modules (wire, protocol, control_protocol, work_protocol) import neither
   zmq nor cv2.
 - ``import framebroker`` and ``framebroker broker`` import neither cv2 nor aiohttp.
@@ -31,7 +32,11 @@ ROLES = {
     "consumers": "framebroker.consumers",
     "sink": "framebroker.sink",
 }
-APPS = {"apps/viewer": "framebroker.viewer", "apps/demo": "framebroker.demo"}
+APPS = {
+    "apps/viewer": "framebroker.viewer",
+    "apps/demo": "framebroker.demo",
+    "apps/testing": "framebroker.testing",
+}
 PURE = (
     "framebroker/wire.py",
     "framebroker/protocol.py",
