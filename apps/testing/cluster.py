@@ -44,7 +44,9 @@ _RESEND_S = 0.05  # publish(): how long to wait for the broker before sending ag
 class LocalCluster:
     """A running broker and sink; see :func:`local_cluster`, which makes and closes one."""
 
-    def __init__(self, folder: Path, broker: Broker, sink: Sink, sink_thread: threading.Thread):
+    def __init__(
+        self, folder: Path, broker: Broker, sink: Sink, sink_thread: threading.Thread
+    ) -> None:
         self.folder = folder
         self.db = Path(sink.config.db)
         self.broker = broker
@@ -59,7 +61,7 @@ class LocalCluster:
 
     @property
     def ingest(self) -> str:
-        """Where producers publish (``framebroker produce --broker``'s ingest)."""
+        """Where producers send frames (the broker's ingest port)."""
         return self.broker.ingest_endpoint
 
     @property
@@ -69,6 +71,7 @@ class LocalCluster:
 
     @property
     def control(self) -> str:
+        """The broker's control port (``framebroker streams``, framebroker.control)."""
         return self.broker.control_endpoint
 
     @property
