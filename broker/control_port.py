@@ -16,9 +16,9 @@ from typing import Any
 
 import zmq
 
+from framebroker.control_protocol import decode_request, encode_error_reply, encode_reply
 from framebroker.errors import ProtocolError
 from framebroker.multipart import recv_parts
-from framebroker.protocol import decode_request, encode_error_reply, encode_reply
 from framebroker.ratelimit import RateLimitedLog
 
 from .limits import MAX_CONTROL_PARTS

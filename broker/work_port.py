@@ -17,8 +17,8 @@ from typing import Any
 
 import zmq
 
+from framebroker.control_protocol import encode_error_reply
 from framebroker.errors import ProtocolError
-from framebroker.protocol import encode_error_reply
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import decode_work_request
 

@@ -16,7 +16,7 @@ from typing import Any
 import zmq
 
 from framebroker.errors import ProtocolError
-from framebroker.protocol import decode_frame
+from framebroker.protocol import decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 
 from .frame import Frame
@@ -26,7 +26,6 @@ from .stats import ConsumerStats
 log = logging.getLogger("framebroker.consumer")
 
 POLL_MS = 100  # how long one wait for input lasts; bounds how fast stop takes effect
-SYSTEM_TOPIC = b"$"  # broker system topics (e.g. stream announcements): not frames
 
 
 class Receiver:
@@ -64,7 +63,7 @@ class Receiver:
 
     def handle(self, data: memoryview) -> None:
         """Decode one message and offer it to the slots; count what happened."""
-        if data[:1] == SYSTEM_TOPIC:
+        if is_system_message(data):  # the broker's own topics: not frames
             return
         self._stats.received += 1
         try:

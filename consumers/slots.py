@@ -2,9 +2,9 @@
 
 The receive thread ``offer()``s every frame; the processing loop ``take()``s. Taking picks,
 among streams with a pending frame whose ``fps`` cap allows, the one processed least
-recently, so a busy stream cannot starve a quiet one. Frames already seen (same session,
-seq <= the newest seen) are refused as duplicates: the broker's last-value cache re-sends
-its newest frame whenever a subscription arrives.
+recently, so a busy stream cannot starve a quiet one. Frames not newer than the newest
+seen (:func:`framebroker.ordering.is_newer`) are refused as duplicates: the broker's
+last-value cache re-sends its newest frame whenever a subscription arrives.
 
 No sockets here: this is pure enough to test with hand-made frames and a fake clock.
 """
@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from framebroker.ordering import is_newer
 
 from .frame import Frame
 
@@ -56,7 +58,7 @@ class LatestSlots:
                 self._slots[frame.stream] = _Slot(frame.session, frame.seq, frame)
                 self._cond.notify()
                 return Offer.NEW
-            if slot.session == frame.session and frame.seq <= slot.last_seq:
+            if not is_newer(frame.session, frame.seq, slot.session, slot.last_seq):
                 return Offer.DUPLICATE
             slot.session, slot.last_seq = frame.session, frame.seq
             outcome = Offer.NEW if slot.pending is None else Offer.REPLACED

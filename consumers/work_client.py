@@ -24,8 +24,9 @@ from typing import Any
 
 import zmq
 
+from framebroker.control_protocol import decode_reply
 from framebroker.errors import ProtocolError
-from framebroker.protocol import decode_frame, decode_reply
+from framebroker.protocol import decode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import WorkRequest, encode_work_request, is_reply
 

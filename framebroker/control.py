@@ -6,7 +6,7 @@ from typing import Any
 
 import zmq
 
-from framebroker import protocol
+from framebroker import control_protocol
 from framebroker.errors import TransportError
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
@@ -36,7 +36,7 @@ def request(
         sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         connect(sock, endpoint)
         try:
-            sock.send(protocol.encode_request(op, **args))
+            sock.send(control_protocol.encode_request(op, **args))
             answered = sock.poll(int(timeout * 1000))
         except zmq.Again:
             answered = False
@@ -50,6 +50,6 @@ def request(
                 f"no reply from broker control port {endpoint} "
                 f"within {timeout:g}s (is the broker running? {hint})"
             )
-        return protocol.decode_reply(sock.recv())
+        return control_protocol.decode_reply(sock.recv())
     finally:
         sock.close(linger=0)

@@ -17,7 +17,9 @@ Frame message (ONE ZeroMQ frame, so ZMQ_CONFLATE keeps whole frames)::
 Result message (consumer -> sink, one ZeroMQ frame): a msgpack map (ResultMessage).
 Acknowledgement (v1.1, sink -> consumer on the acknowledged results port): a msgpack map
 ``{"v": [1, 1], "ok": true, "ack": [id, ...]}`` naming the delivery ids now stored.
-Control request/reply (client <-> broker control port): msgpack maps.
+Control requests and replies live in :mod:`framebroker.control_protocol`, work requests
+in :mod:`framebroker.work_protocol`; what all messages share (the version field, reading
+typed map fields) in :mod:`framebroker.wire`.
 """
 
 from __future__ import annotations
@@ -31,11 +33,19 @@ from typing import Any
 
 import msgpack
 
+from framebroker.control_protocol import decode_reply
 from framebroker.errors import ProtocolError, VersionError
+from framebroker.wire import (
+    PROTOCOL_MAJOR,
+    VERSION,
+    choice_field,
+    is_uint,
+    str_field,
+    uint_field,
+    unpack,
+    version_of,
+)
 
-PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
-VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 VERSION_ACKED = (PROTOCOL_MAJOR, 1)  # v1.1: results with a delivery id, acknowledgements
 
 TOPIC_END = b"\x00"
@@ -54,6 +64,14 @@ PIXEL_FORMATS = ("bgr24", "gray8", "gray16", "bgra32")
 # Stream ids: letters, digits and . _ - / (a "/" makes hierarchical groups), not starting
 # with "/" or "$" ("$" is reserved for system topics).
 STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-/]*\Z")
+# Topics starting with "$" are reserved for the broker's system messages (docs/protocol.md,
+# "Topics"): no stream id starts with it, and a receiver of the publish port skips them.
+SYSTEM_TOPIC_PREFIX = b"$"
+
+
+def is_system_message(data: bytes | memoryview) -> bool:
+    """Whether a message from the publish port is a system message, not a frame to decode."""
+    return data[:1] == SYSTEM_TOPIC_PREFIX
 
 
 def validate_stream_id(stream: str) -> str:
@@ -124,27 +142,27 @@ class FrameHeader:
     def from_map(cls, m: Any) -> FrameHeader:
         if not isinstance(m, dict):
             raise ProtocolError(f"frame header is a {type(m).__name__}, not a map")
-        version = _version(m.get("v"))
+        version = version_of(m.get("v"))
         try:
             shape = m["shape"]
             meta = m.get("meta", {})
             header = cls(
-                stream=_str(m, "stream"),
-                session=_uint(m, "session"),
-                seq=_uint(m, "seq"),
-                t_capture=_uint(m, "t_capture"),
-                t_publish=_uint(m, "t_publish"),
-                encoding=_choice(m, "encoding", ENCODINGS),
+                stream=str_field(m, "stream"),
+                session=uint_field(m, "session"),
+                seq=uint_field(m, "seq"),
+                t_capture=uint_field(m, "t_capture"),
+                t_publish=uint_field(m, "t_publish"),
+                encoding=choice_field(m, "encoding", ENCODINGS),
                 shape=tuple(shape) if isinstance(shape, list | tuple) else (),
-                dtype=_choice(m, "dtype", DTYPES),
-                pixfmt=_str(m, "pixfmt"),
+                dtype=choice_field(m, "dtype", DTYPES),
+                pixfmt=str_field(m, "pixfmt"),
                 meta=meta if isinstance(meta, dict) else {},
                 version=version,
             )
         except KeyError as exc:
             raise ProtocolError(f"frame header lacks required key {exc.args[0]!r}") from None
         if not (2 <= len(header.shape) <= 3) or not all(
-            _is_uint(d) and 0 < d <= MAX_DIMENSION for d in header.shape
+            is_uint(d) and 0 < d <= MAX_DIMENSION for d in header.shape
         ):
             raise ProtocolError(f"frame header has invalid shape {shape!r}")
         validate_stream_id(header.stream)
@@ -286,7 +304,7 @@ def decode_frame(data: bytes | memoryview, *, payload_check: bool = True) -> Fra
             f"frame header length {hlen} exceeds the message", view, kind="truncated"
         )
     try:
-        header = FrameHeader.from_map(_unpack(view[start : start + hlen]))
+        header = FrameHeader.from_map(unpack(view[start : start + hlen]))
     except VersionError:
         raise
     except ProtocolError as exc:
@@ -345,25 +363,25 @@ def encode_result(result: ResultMessage) -> bytes:
 
 
 def decode_result(data: bytes | memoryview) -> ResultMessage:
-    m = _unpack(data)
+    m = unpack(data)
     if not isinstance(m, dict):
         raise ProtocolError(f"result message is a {type(m).__name__}, not a map", data)
-    version = _version(m.get("v"))
+    version = version_of(m.get("v"))
     result = m.get("result")
     if not isinstance(result, dict):
         raise ProtocolError("result message field 'result' must be a map", data)
     try:
         return ResultMessage(
-            consumer=_str(m, "consumer"),
-            stream=_str(m, "stream"),
-            session=_uint(m, "session"),
-            seq=_uint(m, "seq"),
-            t_capture=_uint(m, "t_capture"),
-            t_start=_uint(m, "t_start"),
-            duration_ns=_uint(m, "duration_ns"),
+            consumer=str_field(m, "consumer"),
+            stream=str_field(m, "stream"),
+            session=uint_field(m, "session"),
+            seq=uint_field(m, "seq"),
+            t_capture=uint_field(m, "t_capture"),
+            t_start=uint_field(m, "t_start"),
+            duration_ns=uint_field(m, "duration_ns"),
             result=result,
             version=version,
-            id=_uint(m, "id") if "id" in m else None,
+            id=uint_field(m, "id") if "id" in m else None,
         )
     except KeyError as exc:
         raise ProtocolError(f"result message lacks required key {exc.args[0]!r}", data) from None
@@ -376,7 +394,7 @@ def peek_result_id(data: bytes | memoryview) -> int | None:
     except Exception:
         return None
     value = m.get("id") if isinstance(m, dict) else None
-    return value if _is_uint(value) else None
+    return value if is_uint(value) else None
 
 
 def encode_ack(ids: list[int]) -> bytes:
@@ -388,94 +406,12 @@ def decode_ack(data: bytes | memoryview) -> list[int]:
     """The delivery ids an acknowledgement names; ProtocolError if it is not one."""
     m = decode_reply(data)
     ids = m.get("ack")
-    if not m["ok"] or not isinstance(ids, list) or not all(_is_uint(i) for i in ids):
+    if not m["ok"] or not isinstance(ids, list) or not all(is_uint(i) for i in ids):
         raise ProtocolError("acknowledgement field 'ack' must be an array of uint", data)
     return ids
 
 
-# --- control: request/reply maps on the broker's control port ---------------------------
-
-CONTROL_OPS = ("ping", "streams", "stats", "groups")  # "groups": v1.2
-
-
-def encode_request(op: str, **args: Any) -> bytes:
-    return msgpack.packb({"v": list(VERSION), "op": op, **args}, use_bin_type=True)
-
-
-def decode_request(data: bytes | memoryview) -> dict[str, Any]:
-    m = _unpack(data)
-    if not isinstance(m, dict):
-        raise ProtocolError(f"control request is a {type(m).__name__}, not a map", data)
-    _version(m.get("v"))
-    op = m.get("op")
-    if op not in CONTROL_OPS:
-        raise ProtocolError(f"unknown control op {op!r}; known: {', '.join(CONTROL_OPS)}", data)
-    return m
-
-
-def encode_reply(**fields: Any) -> bytes:
-    return msgpack.packb({"v": list(VERSION), "ok": True, **fields}, use_bin_type=True)
-
-
-def encode_error_reply(error: str) -> bytes:
-    return msgpack.packb({"v": list(VERSION), "ok": False, "error": error}, use_bin_type=True)
-
-
-def decode_reply(data: bytes | memoryview) -> dict[str, Any]:
-    m = _unpack(data)
-    if not isinstance(m, dict) or not isinstance(m.get("ok"), bool):
-        raise ProtocolError("control reply is not a map with a boolean 'ok'", data)
-    _version(m.get("v"))
-    if m["ok"] is False and not isinstance(m.get("error"), str):
-        raise ProtocolError("control error reply has no 'error' string", data)
-    return m
-
-
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _unpack(data: bytes | memoryview) -> Any:
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
-        raise ProtocolError(f"invalid msgpack: {exc}", data) from None
-
-
-def _version(v: Any) -> tuple[int, int]:
-    if not (isinstance(v, list) and len(v) == 2 and all(_is_uint(x) for x in v)):
-        raise ProtocolError(f"missing or malformed protocol version 'v': {v!r}")
-    if v[0] != PROTOCOL_MAJOR:
-        raise VersionError(
-            f"protocol major version {v[0]} is not supported; this build speaks "
-            f"{PROTOCOL_MAJOR}.x (minor versions only add fields)"
-        )
-    return (v[0], v[1])
-
-
-def _str(m: dict[str, Any], key: str) -> str:
-    value = m[key]
-    if not isinstance(value, str):
-        raise ProtocolError(f"field {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _is_uint(value: Any) -> bool:
-    """A msgpack integer >= 0 (msgpack booleans decode to bool, a subclass of int)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _uint(m: dict[str, Any], key: str) -> int:
-    value = m[key]
-    if not _is_uint(value):
-        raise ProtocolError(f"field {key!r} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _choice(m: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
-    value = _str(m, key)
-    if value not in choices:
-        raise ProtocolError(f"field {key!r} is {value!r}; expected one of {', '.join(choices)}")
-    return value
 
 
 def _jsonable(obj: Any) -> Any:

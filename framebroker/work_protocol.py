@@ -1,7 +1,8 @@
 """Protocol v1.2, work groups: the one message a worker sends to the broker's work port.
 
-Pure, like :mod:`framebroker.protocol` (whose rules and helpers it shares): bytes in,
-typed objects out. The normative description is ``docs/protocol.md``, "Work groups".
+Pure, like :mod:`framebroker.protocol` (whose stream rules it shares; maps are read with
+:mod:`framebroker.wire`): bytes in, typed objects out. The normative description is
+``docs/protocol.md``, "Work groups".
 
 A worker (``DEALER``) connects to the broker's work port (``ROUTER``, default 5560) and
 sends *work requests*, one-frame msgpack maps::
@@ -25,15 +26,8 @@ from dataclasses import dataclass
 import msgpack
 
 from framebroker.errors import ProtocolError
-from framebroker.protocol import (
-    PROTOCOL_MAJOR,
-    _is_uint,
-    _str,
-    _unpack,
-    _version,
-    subscription_for,
-    validate_stream_id,
-)
+from framebroker.protocol import subscription_for, validate_stream_id
+from framebroker.wire import PROTOCOL_MAJOR, is_uint, str_field, unpack, version_of
 
 VERSION_GROUPS = (PROTOCOL_MAJOR, 2)  # v1.2: work groups
 WORK_OPS = ("ready", "leave")
@@ -90,25 +84,25 @@ def encode_work_request(request: WorkRequest) -> bytes:
 
 def decode_work_request(data: bytes | memoryview) -> WorkRequest:
     """Decode a work request; ProtocolError (kind ``invalid`` or ``version``) if bad."""
-    m = _unpack(data)
+    m = unpack(data)
     if not isinstance(m, dict):
         raise ProtocolError(f"work request is a {type(m).__name__}, not a map", data)
-    version = _version(m.get("v"))
+    version = version_of(m.get("v"))
     op = m.get("op")
     if op not in WORK_OPS:
         raise ProtocolError(f"unknown work op {op!r}; known: {', '.join(WORK_OPS)}", data)
     if op == "leave":
         return WorkRequest(op="leave", version=version)
     try:
-        group = validate_group(_str(m, "group"))
+        group = validate_group(str_field(m, "group"))
         streams = _patterns(m["streams"])
         credit, received = m["credit"], m["received"]
-        name = _str(m, "name") if "name" in m else ""
+        name = str_field(m, "name") if "name" in m else ""
     except KeyError as exc:
         raise ProtocolError(f"work request lacks required key {exc.args[0]!r}", data) from None
     except ProtocolError as exc:
         raise ProtocolError(exc.reason, data) from None
-    if not _is_uint(credit) or not _is_uint(received):
+    if not is_uint(credit) or not is_uint(received):
         raise ProtocolError("work request 'credit' and 'received' must be uint", data)
     if len(name.encode()) > MAX_WORKER_NAME:
         raise ProtocolError(f"worker name longer than {MAX_WORKER_NAME} bytes", data)

@@ -3,7 +3,9 @@
 ::
 
     service.py    Sink: the results and acknowledged results ports (PULL, ROUTER)
-    store.py      ResultStore, SQLiteStore, FanOutStore: the schema and the writer/reader
+    record.py     ResultRecord: one stored result, its result map as plain JSON
+    store.py      ResultStore, SQLiteStore, FanOutStore: the one home of the SQLite schema,
+                  its writer and its reader (SQLiteStore.open_existing)
     jsonl.py      JsonLinesStore: results as JSON lines
     results.py    ``framebroker results``: print or follow what is stored
     metrics.py    the sink's Prometheus collector
@@ -13,8 +15,9 @@ Installed as ``framebroker.sink``; imports only the core (``framebroker``).
 """
 
 from .jsonl import JsonLinesStore
+from .record import ResultRecord
 from .service import Sink, SinkConfig, SinkStats
-from .store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
+from .store import FanOutStore, ResultStore, SQLiteStore
 
 __all__ = [
     "FanOutStore",

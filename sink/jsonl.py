@@ -10,7 +10,8 @@ from typing import IO, Any
 
 from framebroker.errors import StoreError
 
-from .store import ResultRecord, ResultStore, dumps, stream_matches
+from .record import ResultRecord, dumps
+from .store import ResultStore, stream_matches
 
 
 class JsonLinesStore(ResultStore):

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .store import ResultRecord, SQLiteStore, dumps
+from .record import ResultRecord, dumps
+from .store import SQLiteStore
 
 _MIN_RESULT_WIDTH = 20
 _FOLLOW_BATCH = 1000

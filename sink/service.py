@@ -51,7 +51,8 @@ from framebroker.security import PLAINTEXT_SERVER, ServerGuard, ServerSecurity
 from framebroker.transport import bind, make_socket
 
 from .jsonl import JsonLinesStore
-from .store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
+from .record import ResultRecord
+from .store import FanOutStore, ResultStore, SQLiteStore
 
 log = logging.getLogger("framebroker.sink")
 

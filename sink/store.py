@@ -4,8 +4,14 @@
 
     ResultStore         add_many(records), query(...), close()
     ├── SQLiteStore     the default: table ``results`` in WAL mode, one transaction per batch
-    ├── JsonLinesStore  one JSON object per line, appended (broker/sink_jsonl.py)
+    ├── JsonLinesStore  one JSON object per line, appended (sink/jsonl.py)
     └── FanOutStore     writes to several stores, reads from the first
+
+This module is the one home of the SQLite schema (``SCHEMA``, documented in
+docs/protocol.md): the sink writes through :class:`SQLiteStore`, and everything that
+reads a results database (``framebroker results``, the viewer, the demo, the tests) reads
+through :meth:`SQLiteStore.open_existing`, which never creates a file. Nothing else
+knows the table's columns.
 
 Rows hold plain numbers (ns since the epoch, ns durations, ``age_ns = t_start -
 t_capture``) so questions like "results per stream" or "median frame age" are one query.
@@ -14,24 +20,20 @@ The processor's result map is stored as JSON text.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import sqlite3
 import statistics
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from framebroker.errors import ProtocolError, StoreError
-from framebroker.protocol import ResultMessage
+from framebroker.errors import StoreError
 
-INT64_MAX = (1 << 63) - 1
-MAX_RESULT_DEPTH = 64
+from .record import ResultRecord, dumps
 
 SCHEMA_VERSION = 2  # 2: one row per (consumer, stream, session, seq)
 SCHEMA = """
@@ -61,96 +63,6 @@ DELETE FROM results WHERE id NOT IN
 _COLUMNS = (
     "id, received_ns, consumer, stream, session, seq, t_capture, t_start, duration_ns, result"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ResultRecord:
-    """One stored result: the result message plus when the sink received it."""
-
-    received_ns: int
-    consumer: str
-    stream: str
-    session: int
-    seq: int
-    t_capture: int
-    t_start: int
-    duration_ns: int
-    result: Mapping[str, Any]
-    id: int | None = None  # assigned by the store (SQLite row id, JSON Lines line number)
-
-    @property
-    def age_ns(self) -> int:
-        """How old the frame was when its processor started on it."""
-        return self.t_start - self.t_capture
-
-    @classmethod
-    def from_message(cls, msg: ResultMessage, received_ns: int) -> ResultRecord:
-        """A storable record; ProtocolError for numbers SQLite cannot hold or odd results."""
-        for name in ("session", "seq", "t_capture", "t_start", "duration_ns"):
-            if getattr(msg, name) > INT64_MAX:
-                raise ProtocolError(f"result field {name!r} exceeds 2**63-1", kind="unstorable")
-        return cls(
-            received_ns=received_ns,
-            consumer=msg.consumer,
-            stream=msg.stream,
-            session=msg.session,
-            seq=msg.seq,
-            t_capture=msg.t_capture,
-            t_start=msg.t_start,
-            duration_ns=msg.duration_ns,
-            result=json_safe(msg.result),
-        )
-
-    def to_map(self) -> dict[str, Any]:
-        """The record as a JSON-ready map (the JSON Lines and ``results --json`` format)."""
-        out: dict[str, Any] = {} if self.id is None else {"id": self.id}
-        out.update(
-            received_ns=self.received_ns,
-            consumer=self.consumer,
-            stream=self.stream,
-            session=self.session,
-            seq=self.seq,
-            t_capture=self.t_capture,
-            t_start=self.t_start,
-            duration_ns=self.duration_ns,
-            age_ns=self.age_ns,
-            result=dict(self.result),
-        )
-        return out
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """Plain JSON types from a decoded msgpack value.
-
-    Bytes become base64 text, non-finite floats null, non-string keys text. Raises
-    ProtocolError for nesting deeper than MAX_RESULT_DEPTH.
-    """
-    if depth > MAX_RESULT_DEPTH:
-        raise ProtocolError(
-            f"result map nested deeper than {MAX_RESULT_DEPTH} levels", kind="unstorable"
-        )
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, Mapping):
-        return {_key(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v, depth + 1) for v in value]
-    return str(value)
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, bytes):
-        return key.decode("utf-8", errors="replace")
-    return str(key)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text for a stored result map."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def stream_matches(pattern: str | None, stream: str) -> bool:
@@ -232,14 +144,18 @@ class SQLiteStore(ResultStore):
             raise StoreError(f"cannot open results database {self.path}: {exc}") from exc
 
     @classmethod
-    def open_existing(cls, path: str | Path) -> SQLiteStore:
-        """Open a database the sink created; StoreError if there is none (never creates)."""
+    def open_existing(cls, path: str | Path, *, timeout: float = 5.0) -> SQLiteStore:
+        """The reader: open a database the sink created, never creating one.
+
+        StoreError if there is no such file, or no results table in it yet (a sink that
+        has just created the file); readers that may start first retry.
+        """
         if str(path) != ":memory:" and not Path(path).is_file():
             raise StoreError(
                 f"no results database at {path} (start `framebroker sink --db {path}` "
                 "first, or pass --db / FRAMEBROKER_DB)"
             )
-        return cls(path, create=False)
+        return cls(path, create=False, timeout=timeout)
 
     def _init_schema(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")

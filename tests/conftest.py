@@ -1,4 +1,5 @@
-"""Shared test helpers: free ports and CLI processes stopped by PID at teardown."""
+"""Shared test helpers: free ports, CLI processes stopped by PID at teardown, reading a
+sink's database (query_db), and framebroker.testing's wait_until for polling."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from framebroker.testing import wait_until  # the one polling helper, for the tests too
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -32,6 +34,18 @@ def require(condition: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"CI needs {what}; .ci/run should have installed it")
     pytest.skip(f"needs {what}")
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 class CliProcesses:
@@ -61,14 +75,7 @@ class CliProcesses:
         return log.read_text()
 
     def stop(self, proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
@@ -84,26 +91,15 @@ def cli(tmp_path: Path) -> Iterator[CliProcesses]:
         procs.stop_all()
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout:g}s: {predicate.__doc__ or predicate}")
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "it"):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` every 10 ms (for in-process services) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+__all__ = [
+    "ROOT",
+    "CliProcesses",
+    "free_port",
+    "query_db",
+    "require",
+    "stop_process",
+    "wait_until",
+]
 
 
 def query_db(db: Path, sql: str, *args: object) -> list[tuple]:

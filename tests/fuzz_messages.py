@@ -16,11 +16,11 @@ from typing import Any
 
 import msgpack
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.broker.limits import MAX_CONTROL_PARTS
 from framebroker.errors import ProtocolError
 from framebroker.protocol import encode_result, topic_for
-from framebroker.sink.store import ResultRecord
+from framebroker.sink.record import ResultRecord
 from tests.hostile import header, result
 
 
@@ -147,7 +147,7 @@ def bad_control(rng: random.Random) -> list[bytes]:
             msgpack.packb(junk_value(rng)),
             mutate(rng, {"v": [1, 0], "op": "ping"}),
             msgpack.packb({"v": [rng.randrange(2, 9), 0], "op": "stats"}),
-            protocol.encode_request(rng.choice(["ping", "stats", "streams", "reboot"])),
+            control_protocol.encode_request(rng.choice(["ping", "stats", "streams", "reboot"])),
         ]
     )
     envelope = [rng.randbytes(rng.randrange(0, 8)) for _ in range(rng.choice([0, 0, 0, 1, 3, 12]))]
@@ -159,7 +159,7 @@ def control_reason(parts: list[bytes]) -> str | None:
     if len(parts) + 1 > MAX_CONTROL_PARTS:  # + the identity the ROUTER adds
         return "control_envelope"
     try:
-        protocol.decode_request(parts[-1])  # an unknown op is invalid too
+        control_protocol.decode_request(parts[-1])  # an unknown op is invalid too
     except ProtocolError as exc:
         return "control_" + exc.kind
     return None

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.conftest import stop_process
+
 NETNS_ETC = Path("/etc/netns")
 
 
@@ -199,14 +201,7 @@ class Network:
 
     def stop(self, proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def output(self, proc: subprocess.Popen[str]) -> str:
         (log,) = [path for p, path in self.procs if p is proc]

@@ -9,7 +9,7 @@ import msgpack
 import pytest
 import zmq
 
-from framebroker import control, protocol
+from framebroker import control, control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig, StreamRegistry
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
@@ -335,17 +335,17 @@ def test_control_ops_and_bad_requests(broker, ctx):
     ):
         req.send(bad)
         assert req.poll(5000)
-        reply = protocol.decode_reply(req.recv())
+        reply = control_protocol.decode_reply(req.recv())
         assert reply["ok"] is False and reply["error"]
 
     dealer = ctx(zmq.DEALER, broker.control_endpoint)
-    dealer.send(protocol.encode_request("ping"))
+    dealer.send(control_protocol.encode_request("ping"))
     assert dealer.poll(5000)
-    assert protocol.decode_reply(dealer.recv())["ok"] is True
+    assert control_protocol.decode_reply(dealer.recv())["ok"] is True
     dealer.send_multipart([b"", b"x", b"garbage"])
     assert dealer.poll(5000)
     parts = dealer.recv_multipart()
-    assert parts[:-1] == [b"", b"x"] and protocol.decode_reply(parts[-1])["ok"] is False
+    assert parts[:-1] == [b"", b"x"] and control_protocol.decode_reply(parts[-1])["ok"] is False
     assert broker.stats().control_errors == 6
     assert control.request(broker.control_endpoint, "ping")["ok"] is True
 

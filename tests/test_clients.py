@@ -31,7 +31,7 @@ import pytest
 from framebroker.config import work_endpoint
 from framebroker.control import request
 from framebroker.errors import TransportError
-from tests.conftest import ROOT, CliProcesses, free_port, query_db, require, wait_for
+from tests.conftest import ROOT, CliProcesses, free_port, query_db, require, wait_until
 
 N = 20  # frames each client decodes per stream
 VECTORS = ROOT / "tests" / "vectors"
@@ -160,7 +160,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             live = {s["stream"] for s in reply["streams"] if s["state"] == "live"}
             return live >= set(STREAMS.values())
 
-        wait_for(both_streams_live, timeout=30)
+        wait_until(both_streams_live, timeout=30)
         yield Cluster(publish, results, control, db)
     finally:
         procs.stop_all()
@@ -227,7 +227,7 @@ def test_client_decodes_frames_and_sends_results(client, cluster, encoding):
         """the sink stored one result per decoded frame"""
         return len(stored_results(cluster.db, consumer)) >= N
 
-    wait_for(all_results_stored, timeout=10)
+    wait_until(all_results_stored, timeout=10)
     rows = stored_results(cluster.db, consumer)
     assert [(r[0], r[1], r[2]) for r in rows] == [(stream, f["session"], f["seq"]) for f in frames]
     for (_, _, _, result), f in zip(rows, frames, strict=True):
@@ -299,7 +299,7 @@ def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_
         """the sink stored the JS worker's results"""
         return len(stored_results(cluster.db, "js-worker")) >= N
 
-    wait_for(all_results_stored, timeout=10)
+    wait_until(all_results_stored, timeout=10)
     js = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "js-worker")}
     py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "py-worker")}
     assert py, "the Python worker processed nothing"

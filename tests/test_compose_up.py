@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, CliProcesses, free_port, require, wait_for
+from tests.conftest import ROOT, CliProcesses, free_port, require, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -179,7 +179,7 @@ def test_every_service_is_healthy_and_every_stream_is_listed_on_the_published_po
         live = {name for name, s in streams.items() if s["state"] == "live" and s["frames"]}
         return streams if live >= STREAMS else None
 
-    streams = wait_for(listed, timeout=60, interval=1)
+    streams = wait_until(listed, timeout=60, interval=1)
     sample = streams[PRODUCERS["sample"]["environment"]["FRAMEBROKER_STREAM"]]
     assert sample["shape"] == [240, 320, 3]  # the video generated in the image
 
@@ -192,8 +192,8 @@ def test_frames_reach_every_consumer_and_results_accumulate_in_the_sink(compose)
         ok = all(count_for(counts, p, s) > 0 for p in prefixes.values() for s in STREAMS)
         return counts if ok else None
 
-    first = wait_for(every_consumer_on_every_stream, timeout=90, interval=2)
-    wait_for(
+    first = wait_until(every_consumer_on_every_stream, timeout=90, interval=2)
+    wait_until(
         lambda: all(
             count_for(compose.result_counts(), p) > count_for(first, p) for p in prefixes.values()
         ),
@@ -217,7 +217,7 @@ def test_work_group_replicas_share_the_frames(compose):
         counts = compose.result_counts()
         return all(count_for(counts, p) >= 3 for p in prefixes)
 
-    wait_for(every_replica_worked, timeout=90, interval=2)
+    wait_until(every_replica_worked, timeout=90, interval=2)
     done = compose("exec", "-T", "sink", "python3", "-c", GROUP_REPEATS, *prefixes, timeout=60)
     assert json.loads(done.stdout) == [], "a frame was processed by two workers of the group"
 
@@ -245,7 +245,7 @@ def test_a_consumer_outside_attaches_through_the_published_ports(compose, tmp_pa
             counts = compose.result_counts()
             return all(counts.get((name, s), 0) >= 3 for s in STREAMS)
 
-        wait_for(stored_for_every_stream, timeout=60, interval=2)
+        wait_until(stored_for_every_stream, timeout=60, interval=2)
         assert cli.stop(proc) == 0, cli.output(proc)
     finally:
         cli.stop_all()
@@ -263,7 +263,7 @@ def test_a_consumer_service_scales_to_three_replicas(compose):
         names = {c for (c, _), n in counts.items() for p in prefixes if c.startswith(p) and n}
         return names if len(names) == 3 else None
 
-    names = wait_for(three_names_with_results, timeout=90, interval=2)
+    names = wait_until(three_names_with_results, timeout=90, interval=2)
     assert len({name.split("-")[0] for name in names}) == 3  # one per container
 
 
@@ -280,7 +280,7 @@ def test_own_camera_joins_with_its_url_from_the_environment(compose):
         own = streams.get(camera["CAMERA_STREAM"], {})
         return own if own.get("state") == "live" else None
 
-    assert wait_for(listed, timeout=60, interval=1)["shape"] == [240, 320, 3]
+    assert wait_until(listed, timeout=60, interval=1)["shape"] == [240, 320, 3]
 
 
 def test_every_service_stops_on_sigterm_with_exit_code_0(compose):

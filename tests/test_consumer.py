@@ -24,6 +24,7 @@ import zmq
 from framebroker import codec, protocol
 from framebroker.consumers import Consumer, ConsumerConfig
 from framebroker.protocol import FrameHeader
+from framebroker.testing import wait_until
 from framebroker.transport import bind, make_socket
 
 FPS = 30.0
@@ -155,15 +156,6 @@ def collect(sock, until, timeout=10.0):
     return results
 
 
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def config(pub, results=None, **kwargs):
     return ConsumerConfig(name="t1", publish=pub.endpoint, results=results, **kwargs)
 
@@ -187,7 +179,7 @@ def test_results_reach_the_sink_with_the_frame_fields(publish, run_consumer, sin
         assert r.t_capture <= r.t_start and r.duration_ns > 0
         assert 0 <= r.age_ns < 1_000_000_000
     assert [r.seq for r in results] == sorted({r.seq for r in results})
-    assert wait_for(lambda: len(printed) >= 5)
+    wait_until(lambda: len(printed) >= 5)
     assert consumer.stats.results_sent >= 5 and consumer.stats.results_dropped == 0
     assert consumer.stats.received >= consumer.stats.processed >= 5
 
@@ -200,7 +192,7 @@ def test_stream_patterns_select_exact_streams_and_groups(publish, run_consumer):
         seen[frame.stream] += 1
 
     run_consumer(config(pub, streams=("cam1", "site1/*")), count)
-    assert wait_for(lambda: all(seen[s] >= 5 for s in ("cam1", "site1/a", "site1/b")))
+    wait_until(lambda: all(seen[s] >= 5 for s in ("cam1", "site1/a", "site1/b")))
     assert set(seen) == {"cam1", "site1/a", "site1/b"}
 
 
@@ -237,17 +229,17 @@ def test_dead_sink_does_not_stall_processing_and_drops_are_counted(publish, run_
     pub = publish(["cam1"])
     dead = "tcp://127.0.0.1:1"  # nobody listens there
     consumer = run_consumer(config(pub, dead, result_buffer=5), stats_like)
-    assert wait_for(lambda: consumer.stats.results_dropped >= 20)
+    wait_until(lambda: consumer.stats.results_dropped >= 20)
     stats = consumer.stats
     assert stats.results_sent <= 5 + 1
     assert stats.processed >= 25
-    assert wait_for(lambda: stats.processed >= 45)  # still going
+    wait_until(lambda: stats.processed >= 45)  # still going
 
 
 def test_malformed_messages_are_counted_and_dropped(publish, run_consumer):
     pub = publish(["cam1"])
     consumer = run_consumer(config(pub), stats_like)
-    assert wait_for(lambda: consumer.stats.processed >= 3)
+    wait_until(lambda: consumer.stats.processed >= 3)
     good = protocol.encode_frame(
         FrameHeader("cam1", pub.session, 0, 1, 1, "jpeg", (240, 320, 3)), b"x"
     )
@@ -260,9 +252,9 @@ def test_malformed_messages_are_counted_and_dropped(publish, run_consumer):
     ]
     for data in bad:
         pub.inject(data)
-    assert wait_for(lambda: consumer.stats.malformed == 4)
+    wait_until(lambda: consumer.stats.malformed == 4)
     processed = consumer.stats.processed
-    assert wait_for(lambda: consumer.stats.processed >= processed + 5)
+    wait_until(lambda: consumer.stats.processed >= processed + 5)
     assert consumer.stats.malformed == 4
 
 
@@ -295,7 +287,7 @@ def test_results_that_are_not_plain_maps_count_as_processor_errors(publish, run_
         return outputs[len(calls) % 2]
 
     consumer = run_consumer(config(pub, "tcp://127.0.0.1:1"), odd)
-    assert wait_for(lambda: consumer.stats.processor_errors >= 4)
+    wait_until(lambda: consumer.stats.processor_errors >= 4)
     assert consumer.stats.results_sent == 0
 
 

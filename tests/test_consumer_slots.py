@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import pytest
 
-from framebroker.consumers.frame import Frame
 from framebroker.consumers.slots import LatestSlots, Offer
-from framebroker.protocol import FrameHeader
+from framebroker.testing import make_frame
 
 
 class FakeClock:
@@ -20,17 +20,7 @@ class FakeClock:
         return self.now
 
 
-def frame(stream="cam1", seq=0, session=7):
-    header = FrameHeader(
-        stream=stream,
-        session=session,
-        seq=seq,
-        t_capture=seq,
-        t_publish=seq,
-        encoding="raw",
-        shape=(2, 2),
-    )
-    return Frame(header, b"\x00" * 4)
+frame = partial(make_frame, session=7)  # stream, seq: a small raw frame of that stream
 
 
 def test_newest_frame_wins_and_superseded_ones_are_reported():

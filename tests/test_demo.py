@@ -7,11 +7,9 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,8 @@ from framebroker.demo.cluster import ChildSpec, Cluster
 from framebroker.demo.progress import Snapshot, StreamRow, render_line, render_summary, render_table
 from framebroker.errors import ConfigError, TransportError
 from framebroker.sink.store import AgeSummary
+from framebroker.testing import wait_until
+from tests.conftest import query_db
 
 
 def alive(pid: int) -> bool:
@@ -156,19 +156,10 @@ def cluster(tmp_path):
     made.stop(grace=1.0)
 
 
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_cluster_reports_early_death_with_log_tail(cluster):
     quitter = cluster.start(ChildSpec("quitter", ("exit3",)))
     steady = cluster.start(ChildSpec("steady", ("sleep",)))
-    wait_for(lambda: bool(cluster.exited()))
+    wait_until(lambda: bool(cluster.exited()))
     assert [c.name for c in cluster.exited()] == ["quitter"]
     assert quitter.returncode == 3
     assert "child exit3 started" in quitter.log_tail()
@@ -180,13 +171,13 @@ def test_cluster_reports_early_death_with_log_tail(cluster):
 def test_cluster_kills_what_ignores_sigterm_and_leftover_helpers(cluster):
     stubborn = cluster.start(ChildSpec("stubborn", ("stubborn",)))
     parent = cluster.start(ChildSpec("parent", ("leaves-helper",)))
-    wait_for(lambda: "helper" in parent.log_tail() and "started" in stubborn.log_tail())
+    wait_until(lambda: "helper" in parent.log_tail() and "started" in stubborn.log_tail())
     helper = int(re.search(r"helper (\d+)", parent.log_tail())[1])
     assert alive(helper)
     cluster.stop(grace=1.0)
     assert stubborn.killed and stubborn.returncode == -signal.SIGKILL
     assert parent.returncode == 0 and not parent.killed
-    wait_for(lambda: not alive(helper), timeout=5)
+    wait_until(lambda: not alive(helper), timeout=5)
 
 
 # --- the whole demo --------------------------------------------------------------------------
@@ -253,8 +244,7 @@ def test_demo_runs_stores_results_and_cleans_up(tmp_path, demo_process):
     assert not [pid for pid in pids if alive(pid)], "children left running"
     check_ports_free(DemoConfig(port_base=base))  # every port is free again
 
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute("SELECT stream, consumer, age_ns FROM results").fetchall()
+    rows = query_db(db, "SELECT stream, consumer, age_ns FROM results")
     streams = {stream for stream, _, _ in rows}
     assert streams == {"demo/cam1", "demo/cam2"}, output
     assert {consumer for _, consumer, _ in rows} == {"stats", "motion"}

@@ -3,11 +3,10 @@ and through the CLI."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, query_db, wait_until
 
 EXAMPLE = ROOT / "examples" / "brightness.py"
 
@@ -47,16 +46,11 @@ def test_brightness_example_as_program_and_via_cli(cli, tmp_path):
     assert program.returncode == 0, program.stderr
 
     def consumers_stored():
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT DISTINCT consumer FROM results").fetchall()
-        conn.close()
+        rows = query_db(db, "SELECT DISTINCT consumer FROM results")
         return {r[0] for r in rows} == {"brightness", "via-cli"}
 
-    wait_for(consumers_stored, timeout=20)
+    wait_until(consumers_stored, timeout=20)
     assert cli.stop(via_cli) == 0
-    with sqlite3.connect(db) as conn:
-        (result,) = conn.execute(
-            "SELECT result FROM results WHERE consumer = 'brightness' LIMIT 1"
-        ).fetchone()
-    conn.close()
+    sql = "SELECT result FROM results WHERE consumer = ? LIMIT 1"
+    ((result,),) = query_db(db, sql, "brightness")
     assert '"mean"' in result and '"dark"' in result

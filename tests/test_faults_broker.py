@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 
 RESUME_BOUND_S = 3.0  # issue 7: producers and consumers resume within 3 s
 
@@ -39,7 +39,7 @@ def test_broker_kill9_and_restart_resumes_producers_and_consumers(cli, tmp_path)
         *("consume", "stats", "--streams", "bk/", "--name", "c1"),
         *("--publish", f"tcp://127.0.0.1:{publish}", "--results", f"tcp://127.0.0.1:{results}"),
     )
-    wait_for(lambda: stored_since(db, 0) >= 10, timeout=30)
+    wait_until(lambda: stored_since(db, 0) >= 10, timeout=30)
 
     resumed = []
     for _ in range(2):
@@ -50,7 +50,7 @@ def test_broker_kill9_and_restart_resumes_producers_and_consumers(cli, tmp_path)
         began = time.monotonic()
         broker = cli.start(*broker_args)
         # a result for a frame captured after the restart: producer -> broker -> consumer
-        wait_for(lambda since=restarted: stored_since(db, since) > 0, timeout=15)
+        wait_until(lambda since=restarted: stored_since(db, since) > 0, timeout=15)
         resumed.append(time.monotonic() - began)
 
     assert cli.stop(consumer) == 0, cli.output(consumer)

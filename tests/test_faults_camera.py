@@ -17,7 +17,7 @@ import pytest
 
 from framebroker import control
 from framebroker.errors import TransportError
-from tests.conftest import free_port, require, wait_for
+from tests.conftest import free_port, require, wait_until
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -109,7 +109,7 @@ def test_rtsp_camera_killed_and_back_producer_resumes(cli, tmp_path):
             info = stream_info(control_endpoint, "cam")
             return info["frames"] if info and info["state"] == "live" else None
 
-        wait_for(lambda: (live_frames() or 0) >= 20, timeout=30)
+        wait_until(lambda: (live_frames() or 0) >= 20, timeout=30)
         assert stream_info(control_endpoint, "cam")["shape"][:2] == [240, 320]
 
         recoveries = []
@@ -122,16 +122,16 @@ def test_rtsp_camera_killed_and_back_producer_resumes(cli, tmp_path):
                 info = stream_info(control_endpoint, "cam")
                 return info if info and info["state"] == "stale" else None
 
-            before = wait_for(stale, timeout=15)["frames"]
+            before = wait_until(stale, timeout=15)["frames"]
             stale_after = time.monotonic() - lost
-            wait_for(lambda: "camera lost" in cli.output(producer), timeout=5)
+            wait_until(lambda: "camera lost" in cli.output(producer), timeout=5)
             assert producer.poll() is None, cli.output(producer)
             time.sleep(max(0.0, down_s - (time.monotonic() - lost)))
 
             server.start()
-            wait_for(lambda b=before: (live_frames() or 0) > b, timeout=30, interval=0.05)
+            wait_until(lambda b=before: (live_frames() or 0) > b, timeout=30, interval=0.05)
             recoveries.append((time.monotonic() - server.ready_at, stale_after, down_s))
-            wait_for(lambda b=before: (live_frames() or 0) >= b + 10, timeout=15)
+            wait_until(lambda b=before: (live_frames() or 0) >= b + 10, timeout=15)
             assert producer.poll() is None, cli.output(producer)
 
         log = cli.output(producer)

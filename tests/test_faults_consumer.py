@@ -8,13 +8,12 @@ Worker ``w-1`` is never restarted and keeps storing results all along.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, query_db, wait_until
 
 CRASHING = """
 import multiprocessing
@@ -43,27 +42,14 @@ def process(frame):
 
 
 def first_result_after(db: Path, consumer: str, since_ns: int) -> int | None:
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute(
-            "SELECT min(received_ns) FROM results WHERE consumer = ? AND received_ns > ?",
-            (consumer, since_ns),
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        conn.close()
-    return row[0]
+    sql = "SELECT min(received_ns) FROM results WHERE consumer = ? AND received_ns > ?"
+    rows = query_db(db, sql, consumer, since_ns)
+    return rows[0][0] if rows else None
 
 
 def gaps_s(db: Path, consumer: str) -> float:
-    conn = sqlite3.connect(db)
-    try:
-        times = [r[0] for r in conn.execute(
-            "SELECT received_ns FROM results WHERE consumer = ? ORDER BY received_ns", (consumer,)
-        )]  # fmt: skip
-    finally:
-        conn.close()
+    sql = "SELECT received_ns FROM results WHERE consumer = ? ORDER BY received_ns"
+    times = [r[0] for r in query_db(db, sql, consumer)]
     return max((b - a) / 1e9 for a, b in itertools.pairwise(times))
 
 
@@ -85,9 +71,9 @@ def test_dead_worker_is_restarted_with_backoff_and_the_other_goes_on(cli, tmp_pa
         *("consume", f"{tmp_path / 'crashing.py'}:process", "--workers", "2", "--name", "w"),
         *("--publish", f"tcp://127.0.0.1:{publish}", "--results", f"tcp://127.0.0.1:{results}"),
     )
-    wait_for(lambda: (marks / "killed").exists(), timeout=60)
+    wait_until(lambda: (marks / "killed").exists(), timeout=60)
     killed_ns = int((marks / "killed").read_text())
-    wait_for(lambda: first_result_after(db, "w-0", killed_ns), timeout=30)
+    wait_until(lambda: first_result_after(db, "w-0", killed_ns), timeout=30)
     raised_ns = int((marks / "raised").read_text())
     time.sleep(2.0)
     assert cli.stop(consumer) == 0, cli.output(consumer)

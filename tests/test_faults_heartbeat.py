@@ -21,7 +21,7 @@ import pytest
 
 from framebroker import control
 from framebroker.errors import TransportError
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_until
 
 STALE_AFTER_S = 2.0
 HEARTBEAT_IVL_S, HEARTBEAT_TIMEOUT_S = 1.0, 3.0  # make_socket(heartbeat_ms=1000)
@@ -56,7 +56,7 @@ def test_stopped_producer_is_detected_by_staleness_and_heartbeats(cli):
         reply = ask(endpoint, "stats")
         return None if reply is None else int(reply["disconnects"])
 
-    wait_for(lambda: state() == "live", timeout=30)
+    wait_until(lambda: state() == "live", timeout=30)
     time.sleep(1.0)
     before = disconnects()
     assert before is not None
@@ -79,7 +79,7 @@ def test_stopped_producer_is_detected_by_staleness_and_heartbeats(cli):
 
     # Resumed: the producer's PUB reconnects and the stream is live again.
     resumed_at = time.monotonic()
-    wait_for(lambda: state() == "live", timeout=15)
+    wait_until(lambda: state() == "live", timeout=15)
     resumed_s = time.monotonic() - resumed_at
     assert cli.stop(producer) == 0, cli.output(producer)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 from tests.test_demo import child_pids, free_port_base
 from tests.test_faults_sink import results_port
 
@@ -107,8 +107,8 @@ def test_every_service_stops_on_signal_and_flushes(cli, tmp_path, how):
         except OSError:
             return False
 
-    wait_for(all_storing, timeout=60)
-    wait_for(view_serving, timeout=30)
+    wait_until(all_storing, timeout=60)
+    wait_until(view_serving, timeout=30)
 
     took: dict[str, float] = {}
 
@@ -168,7 +168,7 @@ def test_demo_stops_on_signal_with_its_children(tmp_path, how):
         )
     pids: list[int] = []
     try:
-        wait_for(lambda: count(db) > 10, timeout=60)
+        wait_until(lambda: count(db) > 10, timeout=60)
         pids = child_pids(out.read_text())
         took = signal_and_time(proc, how)
         output = out.read_text()

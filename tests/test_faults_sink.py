@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 
 DOWN_S = 2.0  # the sink stays away this long each time
 
@@ -40,12 +39,8 @@ def stored_keys(db: Path) -> list[tuple[str, str, int, int]]:
 
 
 def stored_since(db: Path, since_ns: int) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute("SELECT count(*) FROM results WHERE received_ns >= ?", (since_ns,))
-        return int(row.fetchone()[0])
-    finally:
-        conn.close()
+    rows = query_db(db, "SELECT count(*) FROM results WHERE received_ns >= ?", since_ns)
+    return int(rows[0][0]) if rows else 0
 
 
 def printed_keys(text: str) -> list[tuple[str, str, int, int]]:
@@ -75,7 +70,7 @@ def test_sink_sigterm_and_kill9_lose_nothing_and_store_nothing_twice(cli, tmp_pa
         *("consume", "stats", "--streams", "faults/", "--name", "c1", "--print"),
         *("--publish", f"tcp://127.0.0.1:{publish}", "--results", f"tcp://127.0.0.1:{results}"),
     )
-    wait_for(lambda: len(stored_keys(db)) >= 20, timeout=30)
+    wait_until(lambda: len(stored_keys(db)) >= 20, timeout=30)
 
     recoveries = []
     for how in (signal.SIGTERM, signal.SIGKILL):
@@ -87,7 +82,7 @@ def test_sink_sigterm_and_kill9_lose_nothing_and_store_nothing_twice(cli, tmp_pa
         restarted = time.time_ns()
         began = time.monotonic()
         sink = cli.start(*sink_args)
-        wait_for(lambda since=restarted: stored_since(db, since) > 0, timeout=15)
+        wait_until(lambda since=restarted: stored_since(db, since) > 0, timeout=15)
         recoveries.append(time.monotonic() - began)
         time.sleep(1.0)
 

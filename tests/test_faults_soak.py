@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 from tests.test_faults_sink import results_port
 
 SOAK_S = float(os.environ.get("FRAMEBROKER_SOAK_S", "60"))
@@ -102,7 +102,7 @@ def test_soak_rss_flat_ages_flat_results_complete(cli, tmp_path):
         return dict(got) == {"slow": STREAMS, "fast": STREAMS}
 
     started = time.monotonic()
-    wait_for(every_stream_processed, timeout=90)
+    wait_until(every_stream_processed, timeout=90)
     warmup = max(10.0, SOAK_S / 4)
     time.sleep(max(0.0, warmup - (time.monotonic() - started)))
     for name, proc in procs.items():

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 
 FRAME_PERIOD_MS = 1000 / 30
 MARGIN_MS = 60  # scheduling noise on a shared 2-core machine; queueing would be 1000s of ms
@@ -72,7 +72,7 @@ def run_pipeline(cli, tmp_path, streams: int) -> dict[str, list[float]]:
         found = query_db(db, "SELECT count(DISTINCT stream) FROM results")
         return bool(found) and found[0][0] == streams
 
-    wait_for(first_result, timeout=30)
+    wait_until(first_result, timeout=30)
     time.sleep(RUN_S)
     assert cli.stop(consumer) == 0, cli.output(consumer)
     assert cli.stop(sink) == 0, cli.output(sink)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import random
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from typing import Any
 import pytest
 import zmq
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig
 from framebroker.broker.limits import BrokerLimits
 from framebroker.protocol import encode_result, topic_for
-from tests.conftest import wait_until
+from tests.conftest import query_db, wait_until
 from tests.fuzz_messages import (
     PROBE,
     bad_control,
@@ -206,14 +205,14 @@ def test_fuzz_control(capsys):
                     assert dealer.poll(5000), "a control message got no reply"
                     reply = dealer.recv_multipart()
                     assert reply[:-1] == parts[:-1]  # the envelope comes back
-                    assert protocol.decode_reply(reply[-1])["ok"] is (why == "ok")
+                    assert control_protocol.decode_reply(reply[-1])["ok"] is (why == "ok")
                     replies += 1
             oversize = peers.socket(zmq.DEALER, broker.control_endpoint)
             oversize.send(bytes(65 * 1024))
             assert not oversize.poll(300), "an oversize control request was answered"
             req = peers.socket(zmq.REQ, broker.control_endpoint)
-            req.send(protocol.encode_request("ping"))
-            assert req.poll(5000) and protocol.decode_reply(req.recv())["ok"] is True
+            req.send(control_protocol.encode_request("ping"))
+            assert req.poll(5000) and control_protocol.decode_reply(req.recv())["ok"] is True
             expected = collections.Counter(why for _, why in sent)
             expected["answered_ok"] = expected.pop("ok", 0)
             stats = broker.stats()
@@ -234,9 +233,8 @@ def test_fuzz_control(capsys):
 
 
 def stored(db: Path, consumer: str) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT seq FROM results WHERE consumer = ? ORDER BY seq", (consumer,))
-        return [seq for (seq,) in rows]
+    sql = "SELECT seq FROM results WHERE consumer = ? ORDER BY seq"
+    return [seq for (seq,) in query_db(db, sql, consumer)]
 
 
 def test_fuzz_results(tmp_path, capsys):

@@ -6,8 +6,9 @@ import pytest
 
 from framebroker.broker.groups import WorkGroups
 from framebroker.broker.registry import StreamEntry
+from framebroker.control_protocol import encode_request
 from framebroker.errors import ProtocolError, VersionError
-from framebroker.protocol import FrameHeader, encode_request
+from framebroker.protocol import FrameHeader
 from framebroker.work_protocol import (
     MAX_CREDIT,
     WorkRequest,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, query_db, wait_for
+from tests.conftest import ROOT, query_db, wait_until
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_pipeline_over_ipc_endpoints(cli, tmp_path, sockets_dir):
         )
         return bool(rows) and int(rows[0][0]) >= 3
 
-    wait_for(results_stored, timeout=30)
+    wait_until(results_stored, timeout=30)
     # libzmq would let a second broker take the live paths over; framebroker refuses.
     second = cli.start(
         "broker",
@@ -94,5 +94,5 @@ def test_pipeline_over_ipc_endpoints(cli, tmp_path, sockets_dir):
         "broker", "--ingest", ep["ingest"], "--publish", ep["publish"], "--control", ep["control"]
     )
     ping = [sys.executable, "-m", "framebroker", "streams", "--control", ep["control"]]
-    wait_for(lambda: subprocess.run(ping, capture_output=True, timeout=30).returncode == 0)
+    wait_until(lambda: subprocess.run(ping, capture_output=True, timeout=30).returncode == 0)
     assert cli.stop(again) == 0, cli.output(again)

@@ -16,7 +16,7 @@ import pytest
 import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 
-from framebroker import control, protocol
+from framebroker import control, control_protocol, protocol
 from framebroker.broker.cli import add_broker_arguments, broker_config
 from framebroker.broker.limits import (
     MAX_CONTROL_PARTS,
@@ -288,14 +288,18 @@ def test_oversize_subscription_disconnects_that_subscriber_only():
 def test_control_messages_with_too_many_parts_are_dropped_unanswered():
     with running_broker() as broker, Peers() as peers:
         dealer = peers.socket(zmq.DEALER, broker.control_endpoint)
-        dealer.send_multipart([b"x"] * 20 + [protocol.encode_request("ping")])
-        dealer.send_multipart([b""] * (MAX_CONTROL_PARTS - 2) + [protocol.encode_request("ping")])
+        dealer.send_multipart([b"x"] * 20 + [control_protocol.encode_request("ping")])
+        dealer.send_multipart(
+            [b""] * (MAX_CONTROL_PARTS - 2) + [control_protocol.encode_request("ping")]
+        )
         assert dealer.poll(5000)
         parts = dealer.recv_multipart()  # only the second one is answered
-        assert len(parts) == MAX_CONTROL_PARTS - 1 and protocol.decode_reply(parts[-1])["ok"]
+        assert (
+            len(parts) == MAX_CONTROL_PARTS - 1 and control_protocol.decode_reply(parts[-1])["ok"]
+        )
         assert not dealer.poll(200)
         dealer.send(msgpack.packb({"v": [7, 0], "op": "ping"}))
-        assert dealer.poll(5000) and protocol.decode_reply(dealer.recv())["ok"] is False
+        assert dealer.poll(5000) and control_protocol.decode_reply(dealer.recv())["ok"] is False
         stats = broker.stats()
         assert stats.rejected_by_reason == {"control_envelope": 1, "control_version": 1}
         assert control.request(broker.control_endpoint, "ping")["ok"] is True

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from framebroker.config import work_endpoint
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -80,14 +80,14 @@ def test_every_service_exposes_its_metrics(cli, tmp_path):
         ok = ok and value(consumer, "framebroker_consumer_frame_age_seconds_count") >= 5
         return {"sink": sink, "consume": consumer} if ok else None
 
-    got = wait_for(stored, timeout=30)
+    got = wait_until(stored, timeout=30)
 
     def worker_served() -> dict | None:
         """the broker handed frames to the group's worker"""
         broker = scrape(port["broker"])
         return broker if value(broker, "framebroker_broker_group_dispatched_total") > 0 else None
 
-    broker = wait_for(worker_served, timeout=20)
+    broker = wait_until(worker_served, timeout=20)
     assert value(broker, "framebroker_broker_frames_in_total", stream="m/cam") > 0
     assert value(broker, "framebroker_broker_bytes_in_total", stream="m/cam") > 0
     assert value(broker, "framebroker_broker_stream_live", stream="m/cam") == 1
@@ -115,7 +115,7 @@ def test_every_service_exposes_its_metrics(cli, tmp_path):
     assert value(producer, "framebroker_producer_state", stream="m/cam", state="streaming") == 1
     assert "framebroker_producer_source_failures_total" in producer
 
-    view = wait_for(
+    view = wait_until(
         lambda: (
             (s := scrape(port["view"]))
             and value(s, "framebroker_viewer_frames_in_total", stream="m/cam") > 0
@@ -129,7 +129,7 @@ def test_json_logs_by_flag_and_environment(cli):
     control = f"tcp://127.0.0.1:{free_port()}"
     args = ("--ingest", f"tcp://127.0.0.1:{free_port()}", "--publish", "tcp://127.0.0.1:0")
     by_flag = cli.start("--log-format", "json", "broker", *args, "--control", control)
-    wait_for(lambda: "broker listening" in cli.output(by_flag))
+    wait_until(lambda: "broker listening" in cli.output(by_flag))
     cli.stop(by_flag)
     lines = [json.loads(line) for line in cli.output(by_flag).splitlines() if line.strip()]
     assert {"ts", "level", "logger", "msg"} <= lines[0].keys()
@@ -138,6 +138,6 @@ def test_json_logs_by_flag_and_environment(cli):
     by_env = cli.start(
         "broker", *args, "--control", control, env={"FRAMEBROKER_LOG_FORMAT": "json"}
     )
-    wait_for(lambda: "broker listening" in cli.output(by_env))
+    wait_until(lambda: "broker listening" in cli.output(by_env))
     cli.stop(by_env)
     assert all(json.loads(line) for line in cli.output(by_env).splitlines() if line.strip())

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, query_db, require, wait_for
+from tests.conftest import ROOT, query_db, require, wait_until
 from tests.netns import Network, framebroker, missing
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -117,13 +117,13 @@ def test_roles_on_separate_hosts_survive_a_cut_link(network):
         listed = streams_from(net, "worker")
         return listed if all(listed.get(s, {}).get("state") == "live" for s in streams) else None
 
-    wait_for(all_streams_live, timeout=60, interval=0.5)
+    wait_until(all_streams_live, timeout=60, interval=0.5)
 
     def results_for_every_stream():
         counts = [result_counts(db, name) for name in consumers]
         return counts if all(c.get(s, 0) >= 3 for c in counts for s in streams) else None
 
-    wait_for(results_for_every_stream, timeout=60, interval=0.5)
+    wait_until(results_for_every_stream, timeout=60, interval=0.5)
     for host, argv in commands:  # the section's one-shot commands, as written
         if argv[0] not in LONG_RUNNING:
             done = net[host].run(*framebroker(*argv))
@@ -144,7 +144,7 @@ def test_roles_on_separate_hosts_survive_a_cut_link(network):
         listed = streams_from(net, "worker")
         return listed if all(listed.get(s, {}).get("state") == "stale" for s in streams) else None
 
-    stale = wait_for(all_stale, timeout=30, interval=0.5)
+    stale = wait_until(all_stale, timeout=30, interval=0.5)
     stale_after = time.monotonic() - cut
     assert all(stale[s]["frames"] >= before[s]["frames"] for s in streams)
     results_while_cut = [result_counts(db, name) for name in consumers]
@@ -161,7 +161,7 @@ def test_roles_on_separate_hosts_survive_a_cut_link(network):
         )
         return listed if ok else None
 
-    wait_for(resumed, timeout=60, interval=0.5)
+    wait_until(resumed, timeout=60, interval=0.5)
     resume_after = time.monotonic() - plugged
 
     def more_results():
@@ -172,7 +172,7 @@ def test_roles_on_separate_hosts_survive_a_cut_link(network):
             for s in streams
         )
 
-    wait_for(more_results, timeout=60, interval=0.5)
+    wait_until(more_results, timeout=60, interval=0.5)
     running = [p for p in procs if p.poll() is None]
     assert running == procs, "a process exited; nothing should need a restart"
     print(f"stale {stale_after:.1f}s after the cut, live {resume_after:.1f}s after the plug")

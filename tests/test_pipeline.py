@@ -5,7 +5,7 @@ Real sockets on loopback, real OpenCV, real SQLite; each service runs in a threa
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,79 +17,52 @@ import pytest
 import zmq
 
 from framebroker import codec, protocol
-from framebroker.broker import Broker, BrokerConfig
-from framebroker.consumers import Consumer, ConsumerConfig, load_processor
+from framebroker.consumers import Consumer, load_processor
 from framebroker.control import request
 from framebroker.producers import Producer, ProducerConfig
-from framebroker.sink.service import Sink, SinkConfig
-from tests.conftest import wait_for
+from framebroker.testing import LocalCluster, local_cluster
+from tests.conftest import query_db, wait_until
 
 
-class Cluster:
-    """A broker and a sink on random ports, plus the producers/consumers a test adds."""
+class Pipeline:
+    """framebroker.testing's LocalCluster (a broker and a sink on random ports) plus the
+    producers and consumers a test adds, each run in a thread and stopped at the end."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.db = tmp_path / "results.sqlite"
-        self.broker = Broker(
-            BrokerConfig(
-                ingest="tcp://127.0.0.1:0",
-                publish="tcp://127.0.0.1:0",
-                control="tcp://127.0.0.1:0",
-                stale_after=30.0,
-            )
-        )
-        self.sink = Sink(SinkConfig(results="tcp://127.0.0.1:0", db=str(self.db)))
-        self.services: list[Any] = []
-        self.threads: list[threading.Thread] = []
-
-    def run(self, service: Any) -> Any:
-        service.start()
-        thread = threading.Thread(target=service.run, daemon=True)
-        thread.start()
-        self.services.append(service)
-        self.threads.append(thread)
-        return service
+    def __init__(self, cluster: LocalCluster, stack: contextlib.ExitStack) -> None:
+        self.cluster = cluster
+        self.broker = cluster.broker
+        self.db = cluster.db
+        self._stack = stack
 
     def producer(self, source: str, stream: str, **kw: Any) -> Producer:
-        config = ProducerConfig(
-            source=source, stream=stream, ingest=self.broker.ingest_endpoint, **kw
+        producer = Producer(
+            ProducerConfig(source=source, stream=stream, ingest=self.cluster.ingest, **kw)
         )
-        return self.run(Producer(config))
+        producer.start()
+        thread = threading.Thread(target=producer.run, daemon=True)
+        thread.start()
+        self._stack.callback(self._stop, producer, thread)
+        return producer
 
     def consumer(self, processor: Any, name: str, streams: tuple[str, ...]) -> Consumer:
-        config = ConsumerConfig(
-            name=name,
-            publish=self.broker.publish_endpoint,
-            results=self.sink.results_endpoint,
-            streams=streams,
+        return self._stack.enter_context(
+            self.cluster.consumer(processor, name=name, streams=streams, acked_results=None)
         )
-        return self.run(Consumer(config, processor))
 
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        if not self.db.exists():
-            return []
-        with sqlite3.connect(self.db) as conn:
-            rows = conn.execute(sql, args).fetchall()
-        conn.close()
-        return rows
+        return query_db(self.db, sql, *args)
 
-    def close(self) -> None:
-        for service in reversed(self.services):
-            service.close()
-        for thread in self.threads:
-            thread.join(10)
-        assert not any(t.is_alive() for t in self.threads), "a service did not stop"
+    @staticmethod
+    def _stop(producer: Producer, thread: threading.Thread) -> None:
+        producer.close()
+        thread.join(10)
+        assert not thread.is_alive(), "a producer did not stop"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.run(c.broker)
-    c.run(c.sink)
-    try:
-        yield c
-    finally:
-        c.close()
+def cluster(tmp_path: Path) -> Iterator[Pipeline]:
+    with local_cluster(tmp_path, stale_after=30.0) as running, contextlib.ExitStack() as stack:
+        yield Pipeline(running, stack)
 
 
 def test_synthetic_frames_reach_consumer_and_results_land_in_sqlite(cluster):
@@ -100,7 +73,7 @@ def test_synthetic_frames_reach_consumer_and_results_land_in_sqlite(cluster):
     def both_streams_stored():
         return len(cluster.rows("SELECT DISTINCT stream FROM results")) == 2
 
-    wait_for(both_streams_stored, timeout=20)
+    wait_until(both_streams_stored, timeout=20)
     rows = cluster.rows(
         "SELECT consumer, stream, seq, t_capture, t_start, result FROM results"
         " WHERE stream = 'site1/cam1' ORDER BY id"
@@ -123,7 +96,7 @@ def test_frames_from_a_real_video_file_reach_the_sink(cluster, tmp_path):
 
     producer = cluster.producer(str(video), "files/clip", loop=True)
     cluster.consumer(load_processor("motion"), "motion-1", ("files/clip",))
-    wait_for(lambda: cluster.rows("SELECT count(*) FROM results")[0][0] >= 5, timeout=20)
+    wait_until(lambda: cluster.rows("SELECT count(*) FROM results")[0][0] >= 5, timeout=20)
     ((encoding, shape),) = [
         (s["encoding"], s["shape"])
         for s in request(cluster.broker.control_endpoint, "streams")["streams"]
@@ -145,7 +118,7 @@ def test_stream_listing_shows_each_live_producer(cluster):
         streams = request(cluster.broker.control_endpoint, "streams")["streams"]
         return {s["stream"]: s for s in streams} if len(streams) == 2 else None
 
-    streams = wait_for(listed)
+    streams = wait_until(listed)
     assert streams["a"]["shape"] == [120, 160, 3]
     assert streams["b"]["shape"] == [60, 80, 3]
     assert all(s["state"] == "live" for s in streams.values())
@@ -183,7 +156,7 @@ def test_new_consumer_starts_on_the_cached_frame_of_a_quiet_stream(cluster):
     """A stream at one frame per 10 s: a consumer joining between frames is served at once
     with the broker's cached newest frame (the same seq), not left waiting for the next."""
     cluster.producer("test:160x120@0.1", "slow/cam")
-    (listed,) = wait_for(lambda: request(cluster.broker.control_endpoint, "streams")["streams"])
+    (listed,) = wait_until(lambda: request(cluster.broker.control_endpoint, "streams")["streams"])
     got: list[int] = []
     done = threading.Event()
     cluster.consumer(lambda frame: got.append(frame.seq) or done.set() or {}, "late", ("slow/cam",))

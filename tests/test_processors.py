@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import msgpack
 import numpy as np
 import pytest
 
-from framebroker import codec
-from framebroker.consumers import Frame, builtin_names, load_processor
+from framebroker.consumers import builtin_names, load_processor
 from framebroker.consumers.processors.faces import FaceDetector, default_cascade_path
 from framebroker.consumers.processors.motion import MotionDetector
 from framebroker.errors import ProcessorError
-from framebroker.protocol import FrameHeader
-
-
-def make_frame(image, encoding="raw", stream="cam1", seq=0):
-    encoded = codec.encode(image, encoding)
-    now = time.time_ns()
-    header = FrameHeader(
-        stream=stream,
-        session=1,
-        seq=seq,
-        t_capture=now,
-        t_publish=now,
-        encoding=encoding,
-        shape=encoded.shape,
-        dtype=encoded.dtype,
-        pixfmt=encoded.pixfmt,
-    )
-    return Frame(header, encoded.payload)
+from framebroker.testing import make_frame
 
 
 def scene(x, y, size=(240, 320)):
@@ -51,14 +31,16 @@ def test_builtins_are_listed():
 def test_stats_on_a_synthetic_image():
     image = np.zeros((100, 200), np.uint8)
     image[:, 100:] = 255  # half black, half white: one sharp edge
-    frame = make_frame(image)
+    frame = make_frame(image=image)
     result = load_processor("stats")(frame)
     assert_plain(result)
     assert result["width"] == 200 and result["height"] == 100 and result["channels"] == 1
     assert result["brightness"] == pytest.approx(127.5)
     assert result["sharpness"] > 100
     assert result["bytes"] == 200 * 100
-    flat = load_processor("stats")(make_frame(np.full((100, 200, 3), 9, np.uint8), "jpeg"))
+    flat = load_processor("stats")(
+        make_frame(image=np.full((100, 200, 3), 9, np.uint8), encoding="jpeg")
+    )
     assert flat["sharpness"] == pytest.approx(0.0, abs=0.5)
     assert flat["brightness"] == pytest.approx(9, abs=1)
     assert flat["channels"] == 3 and flat["bytes"] < 200 * 100 * 3
@@ -66,10 +48,10 @@ def test_stats_on_a_synthetic_image():
 
 def test_motion_detects_a_moved_rectangle_per_stream():
     motion = load_processor("motion")
-    first = motion(make_frame(scene(20, 20)))
+    first = motion(make_frame(image=scene(20, 20)))
     assert first == {"score": 0.0, "boxes": []}  # nothing to compare with yet
-    assert motion(make_frame(scene(20, 20), stream="other"))["score"] == 0.0
-    moved = motion(make_frame(scene(200, 150), seq=1))
+    assert motion(make_frame("other", image=scene(20, 20)))["score"] == 0.0
+    moved = motion(make_frame(seq=1, image=scene(200, 150)))
     assert_plain(moved)
     assert moved["score"] > 0.02
     # Two regions changed: where the rectangle was and where it is now.
@@ -79,14 +61,14 @@ def test_motion_detects_a_moved_rectangle_per_stream():
             bx <= x and by <= y and x + 40 <= bx + w and y + 40 <= by + h
             for bx, by, w, h in moved["boxes"]
         )
-    still = motion(make_frame(scene(200, 150), seq=2))
+    still = motion(make_frame(seq=2, image=scene(200, 150)))
     assert still == {"score": 0.0, "boxes": []}
 
 
 def test_motion_boxes_are_in_the_frames_own_pixels_when_downscaled():
     motion = MotionDetector(max_width=160)  # compares 640-wide frames at 1/4 size
-    motion(make_frame(scene(0, 0, size=(480, 640))))
-    result = motion(make_frame(scene(400, 300, size=(480, 640))))
+    motion(make_frame(image=scene(0, 0, size=(480, 640))))
+    result = motion(make_frame(image=scene(400, 300, size=(480, 640))))
     assert any(abs(x - 400) <= 12 and abs(y - 300) <= 12 for x, y, _, _ in result["boxes"])
 
 
@@ -94,16 +76,16 @@ def test_motion_ignores_small_noise_and_resolution_changes():
     motion = MotionDetector()
     rng = np.random.default_rng(1)
     base = np.full((240, 320), 100, np.uint8)
-    motion(make_frame(base))
+    motion(make_frame(image=base))
     noisy = np.clip(base + rng.integers(-5, 6, base.shape), 0, 255).astype(np.uint8)
-    assert motion(make_frame(noisy))["score"] == 0.0
-    assert motion(make_frame(np.full((120, 160), 0, np.uint8)))["score"] == 0.0  # reset
+    assert motion(make_frame(image=noisy))["score"] == 0.0
+    assert motion(make_frame(image=np.full((120, 160), 0, np.uint8)))["score"] == 0.0  # reset
 
 
 def test_faces_loads_the_bundled_cascade_and_returns_boxes_as_a_list():
     faces = load_processor("faces")
     noise = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    result = faces(make_frame(noise, "jpeg"))
+    result = faces(make_frame(image=noise, encoding="jpeg"))
     assert_plain(result)
     assert isinstance(result["faces"], list)
     assert result["count"] == len(result["faces"])
@@ -129,14 +111,14 @@ def qr_image(text):
 
 def test_qr_decodes_text_and_corners():
     qr = load_processor("qr")
-    result = qr(make_frame(qr_image("framebroker says hi"), "jpeg"))
+    result = qr(make_frame(image=qr_image("framebroker says hi"), encoding="jpeg"))
     assert_plain(result)
     assert result["count"] == 1
     (code,) = result["codes"]
     assert code["text"] == "framebroker says hi"
     assert len(code["corners"]) == 4
     assert all(30 <= x <= 330 and 30 <= y <= 330 for x, y in code["corners"])
-    empty = qr(make_frame(np.full((200, 200, 3), 255, np.uint8)))
+    empty = qr(make_frame(image=np.full((200, 200, 3), 255, np.uint8)))
     assert empty == {"codes": [], "count": 0}
 
 
@@ -153,7 +135,7 @@ def test_load_processor_from_module_and_file(tmp_path, monkeypatch):
         "LIMIT = 3\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    frame = make_frame(np.full((10, 10), 7, np.uint8))
+    frame = make_frame(image=np.full((10, 10), 7, np.uint8))
     assert load_processor("fb_test_procs:brightness")(frame) == {"mean": 7.0}
     counter = load_processor("fb_test_procs:Counter")  # a class is instantiated
     assert counter(frame) == {"n": 1} and counter(frame) == {"n": 2}

@@ -23,6 +23,7 @@ from framebroker.errors import ConfigError, SourceError
 from framebroker.producers import FrameSource, Producer, ProducerConfig
 from framebroker.producers.cli import PRODUCE, config_from_args
 from framebroker.protocol import FrameMessage, decode_frame, topic_for
+from framebroker.testing import wait_until
 from framebroker.transport import bind, make_socket
 
 WAIT_S = 10.0
@@ -90,13 +91,6 @@ def receive(sock: zmq.Socket, count: int) -> list[FrameMessage]:
             assert len(parts) == 1, "frame messages are single-part"
             frames.append(decode_frame(parts[0]))
     return frames
-
-
-def wait_for(predicate) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def config(endpoint: str, **kwargs: Any) -> ProducerConfig:
@@ -233,10 +227,10 @@ def test_logs_when_the_broker_link_comes_and_goes(ctx, producers_running, caplog
     endpoint = bind(sock, "tcp://127.0.0.1:0")
     try:
         producers_running(config(endpoint))
-        wait_for(lambda: "connected to the broker" in caplog.text)
+        wait_until(lambda: "connected to the broker" in caplog.text)
     finally:
         sock.close(linger=0)
-    wait_for(lambda: "lost the broker" in caplog.text)
+    wait_until(lambda: "lost the broker" in caplog.text)
 
 
 def test_encode_errors_are_counted_not_fatal(sub, producers_running):
@@ -244,7 +238,7 @@ def test_encode_errors_are_counted_not_fatal(sub, producers_running):
     producer, thread = producers_running(
         config(endpoint), source=lambda: CountingSource(dtype=np.float32)
     )
-    wait_for(lambda: producer.stats().encode_errors >= 3)
+    wait_until(lambda: producer.stats().encode_errors >= 3)
     assert thread.is_alive() and producer.stats().published == 0
 
 

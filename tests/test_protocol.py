@@ -7,7 +7,7 @@ import struct
 import msgpack
 import pytest
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.errors import ProtocolError, VersionError
 from framebroker.protocol import FrameHeader, ResultMessage
 
@@ -77,6 +77,16 @@ def test_group_prefix_matches_members_only():
 def test_invalid_stream_ids_rejected(stream):
     with pytest.raises(ProtocolError):
         protocol.topic_for(stream)
+
+
+def test_system_messages_are_told_from_frames():
+    """ "$" topics are the broker's: no stream id can make one, so no frame is mistaken."""
+    assert protocol.is_system_message(b"$streams\x00{}")
+    assert protocol.is_system_message(memoryview(b"$"))
+    frame = protocol.encode_frame(header(stream="cam1"), JPEG)
+    assert not protocol.is_system_message(frame) and not protocol.is_system_message(b"")
+    with pytest.raises(ProtocolError):
+        protocol.validate_stream_id("$streams")
 
 
 def test_unknown_header_keys_are_ignored():
@@ -241,17 +251,17 @@ def test_bad_results_raise_protocol_error(data):
 
 
 def test_control_request_reply_round_trip():
-    req = protocol.decode_request(protocol.encode_request("streams"))
+    req = control_protocol.decode_request(control_protocol.encode_request("streams"))
     assert req["op"] == "streams"
-    reply = protocol.decode_reply(protocol.encode_reply(streams=[]))
+    reply = control_protocol.decode_reply(control_protocol.encode_reply(streams=[]))
     assert reply["ok"] is True and reply["streams"] == []
-    err = protocol.decode_reply(protocol.encode_error_reply("nope"))
+    err = control_protocol.decode_reply(control_protocol.encode_error_reply("nope"))
     assert err == {"v": [1, 0], "ok": False, "error": "nope"}
 
 
 def test_unknown_control_op_rejected():
     with pytest.raises(ProtocolError, match="unknown control op"):
-        protocol.decode_request(protocol.encode_request("reboot"))
+        control_protocol.decode_request(control_protocol.encode_request("reboot"))
 
 
 def test_spec_example_matches_the_encoder():

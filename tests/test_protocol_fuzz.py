@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.errors import ProtocolError
 from framebroker.protocol import FrameHeader, ResultMessage
 
@@ -144,8 +144,8 @@ DECODERS = {
     "decode_frame": protocol.decode_frame,
     "peek_frame": protocol.peek_frame,
     "decode_result": protocol.decode_result,
-    "decode_request": protocol.decode_request,
-    "decode_reply": protocol.decode_reply,
+    "decode_request": control_protocol.decode_request,
+    "decode_reply": control_protocol.decode_reply,
     "decode_ack": protocol.decode_ack,
 }
 
@@ -227,15 +227,15 @@ def test_result_with_wrong_fields_raises_only_protocol_error(data):
 @fuzz
 @given(data=mutated({"v": [1, 0], "op": "streams"}))
 def test_request_with_wrong_fields_raises_only_protocol_error(data):
-    request = only_protocol_errors(protocol.decode_request, data)
+    request = only_protocol_errors(control_protocol.decode_request, data)
     if request is not None:
-        assert request["op"] in protocol.CONTROL_OPS
+        assert request["op"] in control_protocol.CONTROL_OPS
 
 
 @fuzz
 @given(data=mutated({"v": [1, 1], "ok": True, "ack": [1, 2], "error": "x"}))
 def test_reply_and_ack_with_wrong_fields_raise_only_protocol_error(data):
-    reply = only_protocol_errors(protocol.decode_reply, data)
+    reply = only_protocol_errors(control_protocol.decode_reply, data)
     if reply is not None:
         assert isinstance(reply["ok"], bool)
     ids = only_protocol_errors(protocol.decode_ack, data)
@@ -307,9 +307,9 @@ def test_valid_results_round_trip(result):
 
 
 @fuzz
-@given(ids=st.lists(UINT64, max_size=20), op=st.sampled_from(protocol.CONTROL_OPS))
+@given(ids=st.lists(UINT64, max_size=20), op=st.sampled_from(control_protocol.CONTROL_OPS))
 def test_valid_control_messages_and_acks_round_trip(ids, op):
     assert protocol.decode_ack(protocol.encode_ack(ids)) == ids
-    assert protocol.decode_request(protocol.encode_request(op))["op"] == op
-    assert protocol.decode_reply(protocol.encode_reply(n=len(ids)))["n"] == len(ids)
-    assert protocol.decode_reply(protocol.encode_error_reply("no"))["ok"] is False
+    assert control_protocol.decode_request(control_protocol.encode_request(op))["op"] == op
+    assert control_protocol.decode_reply(control_protocol.encode_reply(n=len(ids)))["n"] == len(ids)
+    assert control_protocol.decode_reply(control_protocol.encode_error_reply("no"))["ok"] is False

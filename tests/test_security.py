@@ -33,7 +33,7 @@ from framebroker.security import (
 from framebroker.sink.metrics import SinkCollector
 from framebroker.sink.service import Sink, SinkConfig
 from framebroker.work_protocol import WorkRequest, encode_work_request
-from tests.conftest import wait_for
+from tests.conftest import wait_until
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
@@ -301,7 +301,7 @@ def test_curve_broker_serves_allowed_clients_and_refuses_the_rest(
         plain_pub.send(encode_frame(header("plain", 0), bytes(12)))
         return good_sub.poll(100)
 
-    wait_for(good_frame_arrives, timeout=10)
+    wait_until(good_frame_arrives, timeout=10)
     for seq in range(1, 20):  # more of both, now that every handshake is settled
         good_pub.send(encode_frame(header("good", seq), bytes(12)))
         bad_pub.send(encode_frame(header("intruder", seq), bytes(12)))
@@ -335,7 +335,7 @@ def test_curve_broker_serves_allowed_clients_and_refuses_the_rest(
             and by_socket["work"] >= 1
         )
 
-    wait_for(rejections_counted, timeout=10)
+    wait_until(rejections_counted, timeout=10)
     s = stats(b, keys.client("worker"))
     assert s["auth_rejected"] == sum(s["auth_rejected_by_socket"].values())
     reasons = set(s["auth_rejected_by_reason"])
@@ -404,7 +404,7 @@ def test_a_plaintext_broker_refuses_curve_clients_and_says_why(keys, peers, capl
             if b.stats().auth_rejected:
                 break
         assert control.request(b.control_endpoint, "ping")["ok"]
-        wait_for(lambda: b.stats().auth_rejected >= 1, timeout=5)
+        wait_until(lambda: b.stats().auth_rejected >= 1, timeout=5)
     assert "it uses CURVE but this service runs plaintext" in caplog.text
 
 
@@ -447,8 +447,8 @@ def test_curve_sink_stores_only_results_of_allowed_clients(keys, peers, tmp_path
                 sock.send(result(who, seq, delivery=seq), zmq.NOBLOCK)
         for seq in range(5):
             good.send(result("worker", seq))
-        wait_for(lambda: sink.stats().stored >= 5, timeout=10)
-        wait_for(lambda: sink.stats().auth_rejected >= 3, timeout=10)
+        wait_until(lambda: sink.stats().stored >= 5, timeout=10)
+        wait_until(lambda: sink.stats().auth_rejected >= 3, timeout=10)
         time.sleep(0.3)
         assert bad_dealer.poll(0) == 0, "a refused client got an acknowledgement"
     finally:
@@ -477,11 +477,11 @@ def test_a_refused_producer_gets_in_once_its_key_is_allowed(keys, tmp_path, capl
         thread = threading.Thread(target=producer.run, daemon=True)
         thread.start()
         try:
-            wait_for(lambda: "refused our handshake: our CURVE key is not in" in caplog.text)
+            wait_until(lambda: "refused our handshake: our CURVE key is not in" in caplog.text)
             assert not b.streams()
             shutil.copy(keys.root / "clients" / "cam.key", allow)
             os.utime(allow, ns=(time.time_ns(), time.time_ns() + 10**9))
-            wait_for(lambda: [s.stream for s in b.streams()] == ["late"], timeout=20)
+            wait_until(lambda: [s.stream for s in b.streams()] == ["late"], timeout=20)
         finally:
             producer.close()
             thread.join(10)

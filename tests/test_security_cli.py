@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, query_db, wait_for
+from tests.conftest import ROOT, free_port, query_db, wait_until
 from tests.test_demo import demo_process, finish, free_port_base  # noqa: F401 (a fixture)
 from tests.test_faults_sink import results_port
 
@@ -129,8 +129,8 @@ def test_the_whole_pipeline_runs_with_curve_and_refuses_unknown_clients(cli, tmp
     def worker_results_stored():
         return len(stored(db, "SELECT id FROM results WHERE consumer = 'worker'")) >= 10
 
-    wait_for(worker_results_stored, timeout=60)
-    wait_for(lambda: '"consumer":"rogue"' in cli.output(rogue), timeout=30)
+    wait_until(worker_results_stored, timeout=60)
+    wait_until(lambda: '"consumer":"rogue"' in cli.output(rogue), timeout=30)
 
     admin = keys.client_env("admin")
     streams = framebroker("streams", "--json", "--stats", "--control", ep["control"], env=admin)
@@ -147,7 +147,7 @@ def test_the_whole_pipeline_runs_with_curve_and_refuses_unknown_clients(cli, tmp
         by_socket = json.loads(r.stdout)["stats"]["auth_rejected_by_socket"]
         return by_socket["ingest"] >= 2 and by_socket["publish"] >= 1 and by_socket["control"] >= 2
 
-    wait_for(rejections_counted, timeout=20)
+    wait_until(rejections_counted, timeout=20)
     consumers = {row[0] for row in stored(db, "SELECT DISTINCT consumer FROM results")}
     streams_stored = {row[0] for row in stored(db, "SELECT DISTINCT stream FROM results")}
     assert consumers == {"worker"} and streams_stored == {"sec/cam"}
@@ -172,7 +172,7 @@ def test_a_plaintext_broker_bound_to_the_network_warns(cli):
     names = ("ingest", "publish", "control")
     args = [f"--{n}=tcp://*:{p}" for n, p in zip(names, ports, strict=True)]
     broker = cli.start("broker", *args)
-    wait_for(lambda: "WITHOUT CURVE" in cli.output(broker), timeout=20)
+    wait_until(lambda: "WITHOUT CURVE" in cli.output(broker), timeout=20)
     assert cli.stop(broker) == 0
     text = cli.output(broker)
     assert "broker security: plaintext (no CURVE)" in text
@@ -189,7 +189,7 @@ def test_the_image_healthcheck_asks_a_curve_broker_with_the_service_keys(cli, tm
         "broker", *(f"--{n}={ep[n]}" for n in ep), env=keys.server_env("broker")
     )  # fmt: skip
     broker_env = {"FRAMEBROKER_CONTROL": ep["control"], **keys.server_env("broker")}
-    wait_for(lambda: healthcheck("broker", broker_env).returncode == 0, timeout=30)
+    wait_until(lambda: healthcheck("broker", broker_env).returncode == 0, timeout=30)
     plain = healthcheck("broker", {"FRAMEBROKER_CONTROL": ep["control"]})
     assert plain.returncode == 1 and "no reply" in plain.stdout
     producer = {"FRAMEBROKER_STREAM": "hc/cam", "FRAMEBROKER_CONTROL": ep["control"]}
@@ -197,7 +197,7 @@ def test_the_image_healthcheck_asks_a_curve_broker_with_the_service_keys(cli, tm
     cli.start(
         "produce", "test:160x120@10", "--stream", "hc/cam", "--ingest", ep["ingest"], env=producer
     )
-    wait_for(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
+    wait_until(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
 
 
 @pytest.mark.slow

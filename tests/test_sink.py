@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,8 +21,11 @@ from framebroker.cli import main
 from framebroker.errors import ConfigError, StoreError
 from framebroker.protocol import ResultMessage, encode_result
 from framebroker.sink.jsonl import JsonLinesStore
+from framebroker.sink.record import ResultRecord, json_safe
 from framebroker.sink.service import Sink, SinkConfig
-from framebroker.sink.store import ResultRecord, SQLiteStore, json_safe
+from framebroker.sink.store import SQLiteStore
+from framebroker.testing import wait_until
+from tests.conftest import query_db
 
 T0 = 1_700_000_000_000_000_000
 
@@ -46,25 +47,20 @@ def record(seq=0, stream="cam1", consumer="stats") -> ResultRecord:
     return ResultRecord.from_message(result(seq, stream, consumer), time.time_ns())
 
 
-def wait_until(predicate, timeout=15.0, what="condition", debug=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}: {debug() if debug else ''}")
-
-
-def rows(db: Path, sql="SELECT * FROM results ORDER BY id", params=()):
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params)]
+def stored(db: Path) -> list[ResultRecord]:
+    """What a sink stored, read back through the sink's own reader (none before it starts)."""
+    try:
+        store = SQLiteStore.open_existing(db)
+    except StoreError:
+        return []
+    try:
+        return store.query()
+    finally:
+        store.close()
 
 
 def count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    return rows(db, "SELECT count(*) AS n FROM results")[0]["n"]
+    return len(stored(db))
 
 
 @pytest.fixture
@@ -130,19 +126,22 @@ def test_results_land_in_sqlite_with_all_fields(start_sink, push, tmp_path):
     sock.send(encode_result(result(2, "site1/cam2", "motion", score=0.25)))
     wait_until(lambda: running.sink.stats().stored == 2, what="2 stored results")
 
-    stored = rows(tmp_path / "results.sqlite")
-    assert [(r["consumer"], r["stream"], r["seq"]) for r in stored] == [
+    db = tmp_path / "results.sqlite"
+    records = stored(db)
+    assert [(r.consumer, r.stream, r.seq) for r in records] == [
         ("stats", "site1/cam1", 1),
         ("motion", "site1/cam2", 2),
     ]
-    first = stored[0]
-    assert first["session"] == 77
-    assert first["t_capture"] == T0 + 1_000_000
-    assert first["t_start"] == T0 + 13_000_000
-    assert first["duration_ns"] == 3_500_000
-    assert first["age_ns"] == 12_000_000
-    assert before <= first["received_ns"] <= time.time_ns()
-    assert json.loads(first["result"]) == {"mean": 1.5, "boxes": [[1, 2, 3, 4]]}
+    first = records[0]
+    assert first.session == 77
+    assert first.t_capture == T0 + 1_000_000
+    assert first.t_start == T0 + 13_000_000
+    assert first.duration_ns == 3_500_000
+    assert before <= first.received_ns <= time.time_ns()
+    assert first.result == {"mean": 1.5, "boxes": [[1, 2, 3, 4]]}
+    # The columns other tools read (docs/protocol.md): the age and the result as JSON text.
+    (age_ns, text) = query_db(db, "SELECT age_ns, result FROM results ORDER BY id")[0]
+    assert age_ns == 12_000_000 and json.loads(text) == first.result
     stats = running.sink.stats()
     assert (stats.received, stats.stored, stats.malformed, stats.pending) == (2, 2, 0, 0)
 
@@ -150,10 +149,8 @@ def test_results_land_in_sqlite_with_all_fields(start_sink, push, tmp_path):
 def test_database_is_wal_with_stream_index(start_sink, tmp_path):
     start_sink()
     db = tmp_path / "results.sqlite"
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        indexes = {r[1] for r in conn.execute("PRAGMA index_list(results)")}
-    assert "results_stream" in indexes
+    assert query_db(db, "PRAGMA journal_mode") == [("wal",)]
+    assert "results_stream" in {r[1] for r in query_db(db, "PRAGMA index_list(results)")}
 
 
 def test_jsonl_written_when_asked(start_sink, push, tmp_path):
@@ -197,7 +194,7 @@ def test_burst_of_2000_results_all_stored_in_batches(start_sink, push, tmp_path)
 
     assert store.batches == [100] * 20  # one transaction per 100 results, not per result
     assert count(db) == 2000
-    assert rows(db, "SELECT count(DISTINCT seq) AS n FROM results")[0]["n"] == 2000
+    assert len({r.seq for r in stored(db)}) == 2000
 
 
 class FailingOnceStore(SQLiteStore):
@@ -221,7 +218,7 @@ def test_failed_write_is_retried(start_sink, push, tmp_path):
     wait_until(lambda: running.sink.stats().stored == 3, what="3 results stored on retry")
     stats = running.sink.stats()
     assert (stats.store_errors, stats.dropped) == (1, 0)
-    assert [r["seq"] for r in rows(db)] == [0, 1, 2]
+    assert [r.seq for r in stored(db)] == [0, 1, 2]
 
 
 def test_close_stores_results_still_waiting_for_their_batch(start_sink, push, tmp_path):
@@ -258,7 +255,7 @@ def test_malformed_messages_counted_and_dropped(start_sink, push, tmp_path):
     assert running.thread.is_alive()
     sock.send(encode_result(result(7)))
     wait_until(lambda: running.sink.stats().stored == 2, what="storing after bad input")
-    assert [r["seq"] for r in rows(tmp_path / "results.sqlite")] == [6, 7]
+    assert [r.seq for r in stored(tmp_path / "results.sqlite")] == [6, 7]
 
 
 def test_oversize_message_is_not_stored(start_sink, push, tmp_path):
@@ -268,7 +265,7 @@ def test_oversize_message_is_not_stored(start_sink, push, tmp_path):
     small = push(running.sink.results_endpoint)
     small.send(encode_result(result(2)))
     wait_until(lambda: running.sink.stats().stored == 1, what="the small result stored")
-    assert [r["seq"] for r in rows(tmp_path / "results.sqlite")] == [2]
+    assert [r.seq for r in stored(tmp_path / "results.sqlite")] == [2]
 
 
 def test_result_values_made_json_safe():
@@ -479,4 +476,4 @@ def test_sink_process_sigterm_exits_0_and_keeps_results(tmp_path, push, processe
     assert proc.wait(timeout=10) == 0
     assert count(db) == 25  # the last 5 waited for their batch and were flushed on exit
     assert not Path(f"{db}-wal").exists()  # closed cleanly: the WAL was checkpointed
-    assert rows(db, "PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    assert query_db(db, "PRAGMA integrity_check") == [("ok",)]

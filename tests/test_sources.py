@@ -29,6 +29,7 @@ from framebroker.producers import (
     parse_source,
 )
 from framebroker.producers.capture import FFMPEG_OPTIONS_ENV
+from framebroker.testing import wait_until
 
 VIDEO_FRAMES = 12
 VIDEO_FPS = 20.0
@@ -70,14 +71,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def collect(grabber: Grabber, count: int) -> list[Grabbed]:

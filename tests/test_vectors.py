@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from framebroker import protocol
+from framebroker import control_protocol, protocol
 from framebroker.errors import ProtocolError
 from tests.vectors import generate
 
@@ -70,12 +70,12 @@ def result_outcome(data: bytes) -> dict[str, Any]:
 
 
 def request_outcome(data: bytes) -> dict[str, Any]:
-    request = protocol.decode_request(data)
+    request = control_protocol.decode_request(data)
     return {"op": request["op"], "v": request["v"]}
 
 
 def reply_outcome(data: bytes) -> dict[str, Any]:
-    return protocol.decode_reply(data)
+    return control_protocol.decode_reply(data)
 
 
 DECODERS = {
@@ -160,9 +160,9 @@ def _doc_dump(marker: str) -> bytes:
 def test_spec_hex_examples_are_vectors(marker, vector):
     data = _doc_dump(marker)
     if vector is None:
-        reply = protocol.decode_reply(data)
+        reply = control_protocol.decode_reply(data)
         assert reply["ok"] is False
-        assert data == protocol.encode_error_reply(reply["error"])
+        assert data == control_protocol.encode_error_reply(reply["error"])
     else:
         assert data == (VECTORS / f"{vector}.bin").read_bytes()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, require, wait_for
+from tests.conftest import ROOT, free_port, require, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -111,7 +111,7 @@ class Pipeline:
 def pipeline(cli, tmp_path):
     pipe = Pipeline(cli, tmp_path)
     try:
-        wait_for(pipe.ready, timeout=40)
+        wait_until(pipe.ready, timeout=40)
     except BaseException:
         for proc in cli.procs:
             print(cli.output(proc)[-2000:])
@@ -182,14 +182,14 @@ def test_viewer_in_headless_chromium(pipeline):
             assert "qr:" in text and "motion:" in text
             # live frames on every tile: the frame counter and the pixels change
             canvas = page.locator('figure[data-stream="site1/cam1"] canvas')
-            wait_for(lambda: int(canvas.get_attribute("data-frames") or 0) >= 3, timeout=15)
+            wait_until(lambda: int(canvas.get_attribute("data-frames") or 0) >= 3, timeout=15)
             first = canvas.evaluate("c => c.toDataURL('image/png')")
             seq = int(canvas.get_attribute("data-seq") or 0)
-            wait_for(lambda: int(canvas.get_attribute("data-seq") or 0) > seq + 2, timeout=15)
+            wait_until(lambda: int(canvas.get_attribute("data-seq") or 0) > seq + 2, timeout=15)
             assert canvas.evaluate("c => c.toDataURL('image/png')") != first
             assert canvas.evaluate("c => [c.width, c.height]") == [640, 480]
             raw = page.locator('figure[data-stream="site1/raw"] canvas')
-            wait_for(lambda: int(raw.get_attribute("data-frames") or 0) >= 3, timeout=15)
+            wait_until(lambda: int(raw.get_attribute("data-frames") or 0) >= 3, timeout=15)
             time.sleep(1.0)  # a moment for the overlays of the newest results
             page.screenshot(path=str(ARTIFACTS / "viewer-index.png"), full_page=True)
 
@@ -198,7 +198,7 @@ def test_viewer_in_headless_chromium(pipeline):
             view.set_viewport_size({"width": 800, "height": 600})
             view.goto(pipeline.url + "view?stream=site1/cam1")
             live = view.locator("#live")
-            wait_for(lambda: int(live.get_attribute("data-frames") or 0) >= 3, timeout=15)
+            wait_until(lambda: int(live.get_attribute("data-frames") or 0) >= 3, timeout=15)
             view.screenshot(path=str(ARTIFACTS / "viewer-stream.png"))
         finally:
             browser.close()

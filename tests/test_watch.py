@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_until
 
 WATCH = (sys.executable, "-m", "framebroker", "streams", "--watch")
 
@@ -28,5 +28,5 @@ def test_streams_watch_draws_the_live_table(cli):
         assert out.returncode == 0, out.stderr
         return out.stdout if "w/cam" in out.stdout and "live" in out.stdout else None
 
-    text = wait_for(watched, timeout=20)
+    text = wait_until(watched, timeout=20)
     assert "160x120" in text and "jpeg/bgr24" in text and "subscriptions" in text

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from framebroker import control
-from tests.conftest import free_port, query_db, wait_for
+from tests.conftest import free_port, query_db, wait_until
 
 FRAME_PERIOD_MS = 1000 / 30
 MARGIN_MS = 60  # as tests/test_freshness.py: scheduling noise on a shared 2-core machine
@@ -110,8 +110,8 @@ def test_four_workers_share_a_stream_each_frame_once_and_fresh(cli, tmp_path):
     cluster.produce("cam1")
     one = cluster.consume("solo", "--group", "alone", "--streams", "cam1")
     four = cluster.consume("team", "--group", "team", "--streams", "cam1", "--workers", "4")
-    wait_for(lambda: len({r[0] for r in group_rows(cluster, "team-")}) == 4, timeout=40)
-    wait_for(lambda: group_rows(cluster, "solo"), timeout=20)
+    wait_until(lambda: len({r[0] for r in group_rows(cluster, "team-")}) == 4, timeout=40)
+    wait_until(lambda: group_rows(cluster, "solo"), timeout=20)
     start = time.time_ns()
     time.sleep(8)
     end = time.time_ns()
@@ -139,7 +139,7 @@ def test_a_killed_worker_does_not_stop_the_others(cli, tmp_path):
     cluster = Cluster(cli, tmp_path)
     cluster.produce("cam1")
     workers = [cluster.consume(f"w{i}", "--group", "g", "--streams", "cam1") for i in range(3)]
-    wait_for(lambda: len({r[0] for r in group_rows(cluster, "w")}) == 3, timeout=40)
+    wait_until(lambda: len({r[0] for r in group_rows(cluster, "w")}) == 3, timeout=40)
     os.kill(workers[0].pid, signal.SIGKILL)
     workers[0].wait(5)
     killed_at = time.time_ns()
@@ -148,9 +148,9 @@ def test_a_killed_worker_does_not_stop_the_others(cli, tmp_path):
         rows = [r for r in group_rows(cluster, "w") if r[5] > killed_at]
         return Counter(r[0] for r in rows).keys() == {"w1", "w2"} and len(rows) >= 30
 
-    wait_for(survivors_went_on, timeout=20)
+    wait_until(survivors_went_on, timeout=20)
     # The broker noticed (the dead worker's socket closed): the group has two workers.
-    wait_for(lambda: len(cluster.groups()[0]["workers"]) == 2, timeout=10)
+    wait_until(lambda: len(cluster.groups()[0]["workers"]) == 2, timeout=10)
     late = [r for r in group_rows(cluster, "w") if r[5] > killed_at + 1_000_000_000]
     assert_fresh(ages_ms(late), "2 workers after a kill")
     for proc in workers[1:]:
@@ -162,7 +162,7 @@ def test_workers_rejoin_a_restarted_broker_by_themselves(cli, tmp_path):
     cluster = Cluster(cli, tmp_path)
     cluster.produce("cam1")
     workers = [cluster.consume(f"r{i}", "--group", "g", "--streams", "cam1") for i in range(2)]
-    wait_for(lambda: len({r[0] for r in group_rows(cluster, "r")}) == 2, timeout=40)
+    wait_until(lambda: len({r[0] for r in group_rows(cluster, "r")}) == 2, timeout=40)
     os.kill(cluster.broker.pid, signal.SIGKILL)
     cluster.broker.wait(5)
     cluster.broker = cluster.start_broker()  # same ports
@@ -172,7 +172,7 @@ def test_workers_rejoin_a_restarted_broker_by_themselves(cli, tmp_path):
         rows = [r for r in group_rows(cluster, "r") if r[5] > restarted]
         return {r[0] for r in rows} == {"r0", "r1"}
 
-    wait_for(both_work_again, timeout=30)
+    wait_until(both_work_again, timeout=30)
     back_s = (min(r[5] for r in group_rows(cluster, "r") if r[5] > restarted) - restarted) / 1e9
     print(f"\nfirst frame processed {back_s:.1f} s after the broker restarted")
     assert [len(g["workers"]) for g in cluster.groups()] == [2]
@@ -192,7 +192,7 @@ def test_groups_and_fan_out_share_a_stream(cli, tmp_path):
     def all_working():
         return {r[0] for r in cluster.rows()} >= {"fan", "ga-0", "ga-1", "gb"}
 
-    wait_for(all_working, timeout=40)
+    wait_until(all_working, timeout=40)
     time.sleep(3)
     groups = {g["group"]: g for g in cluster.groups()}
     for proc in (fan, a, b):
@@ -214,7 +214,7 @@ def test_groups_and_fan_out_share_a_stream(cli, tmp_path):
 def test_the_broker_refuses_a_worker_over_its_limits(cli, tmp_path):
     import zmq
 
-    from framebroker.protocol import decode_reply
+    from framebroker.control_protocol import decode_reply
     from framebroker.work_protocol import WorkRequest, encode_work_request
 
     work = f"tcp://127.0.0.1:{free_port()}"
@@ -235,7 +235,7 @@ def test_the_broker_refuses_a_worker_over_its_limits(cli, tmp_path):
             socks.append(sock)
         request = WorkRequest(op="ready", group="g", streams=("*",), credit=1, received=0)
         socks[0].send(encode_work_request(request))
-        wait_for(lambda: control.request(control_ep, "groups")["groups"], timeout=10)
+        wait_until(lambda: control.request(control_ep, "groups")["groups"], timeout=10)
         socks[1].send(encode_work_request(request))
         assert socks[1].poll(5000), "no answer to a refused worker"
         reply = decode_reply(socks[1].recv())

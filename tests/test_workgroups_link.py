@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import query_db, require, wait_for
+from tests.conftest import query_db, require, wait_until
 from tests.netns import Network, framebroker, missing
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -75,7 +75,7 @@ def test_a_worker_behind_a_slow_link_gets_fresh_frames(network: Network, tmp_pat
     network["slow-subscriber"].start(
         *framebroker("consume", "slowproc.py:process", "--name", "subscriber"), *common
     )
-    wait_for(lambda: len(ages_by_consumer(db)) == 2, timeout=40)
+    wait_until(lambda: len(ages_by_consumer(db)) == 2, timeout=40)
     start = time.time_ns()
     time.sleep(RUN_S)
     ages = {

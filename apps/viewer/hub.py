@@ -22,7 +22,8 @@ import zmq.asyncio
 
 from framebroker import codec
 from framebroker.errors import CodecError, ProtocolError
-from framebroker.protocol import FrameHeader, decode_frame
+from framebroker.ordering import is_newer
+from framebroker.protocol import FrameHeader, decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
@@ -112,7 +113,7 @@ class FrameHub:
         sock = self._sock
         while True:
             data = await sock.recv()
-            if data[:1] == b"$":  # broker system topics, not frames
+            if is_system_message(data):  # the broker's own topics: not frames
                 continue
             self.received += 1
             try:
@@ -127,8 +128,8 @@ class FrameHub:
         """Make this the stream's newest frame and wake whoever waits for it."""
         stream = header.stream
         previous = self.frames.get(stream)
-        if previous is not None and (
-            previous.header.session == header.session and header.seq <= previous.header.seq
+        if previous is not None and not is_newer(
+            header.session, header.seq, previous.header.session, previous.header.seq
         ):
             return  # the broker's last-value cache re-sent a frame we have
         version = previous.version + 1 if previous else 1

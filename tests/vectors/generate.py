@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):  # run as a script: make framebroker importable from a checkout
     sys.path.insert(0, str(HERE.parents[1]))
 
-from framebroker import protocol  # noqa: E402
+from framebroker import control_protocol, protocol  # noqa: E402
 from framebroker.protocol import FrameHeader, ResultMessage  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000  # ns since the epoch, as in the spec's example
@@ -674,11 +674,11 @@ def control_vectors() -> list[Vector]:
     def bad(name: str, description: str, data: bytes, kind: str = "invalid") -> None:
         out.append(Vector(name, description, data, {"error": kind}))
 
-    for op in protocol.CONTROL_OPS:
+    for op in control_protocol.CONTROL_OPS:
         ok(
             f"request-{op}",
             f"the {op} request",
-            protocol.encode_request(op),
+            control_protocol.encode_request(op),
             {"op": op, "v": [1, 0]},
         )
     ok(
@@ -687,7 +687,7 @@ def control_vectors() -> list[Vector]:
         mp({"v": [1, 2], "op": "streams", "prefix": "site1/"}),
         {"op": "streams", "v": [1, 2]},
     )
-    bad("request-unknown-op", "op reboot", protocol.encode_request("reboot"))
+    bad("request-unknown-op", "op reboot", control_protocol.encode_request("reboot"))
     bad("request-op-missing", "no op", mp({"v": [1, 0]}))
     bad("request-op-int", "op is an integer", mp({"v": [1, 0], "op": 1}))
     bad("request-v-missing", "no v", mp({"op": "ping"}))
@@ -699,7 +699,7 @@ def control_vectors() -> list[Vector]:
     ok(
         "reply-ping",
         "the ping reply",
-        protocol.encode_reply(version="0.1.0", protocol=[1, 0]),
+        control_protocol.encode_reply(version="0.1.0", protocol=[1, 0]),
         ping,
     )
     entry = {
@@ -724,13 +724,13 @@ def control_vectors() -> list[Vector]:
     ok(
         "reply-streams",
         "a streams reply with a live and a stale stream",
-        protocol.encode_reply(streams=[entry, stale]),
+        control_protocol.encode_reply(streams=[entry, stale]),
         streams,
     )
     ok(
         "reply-streams-empty",
         "no streams yet",
-        protocol.encode_reply(streams=[]),
+        control_protocol.encode_reply(streams=[]),
         {"v": [1, 0], "ok": True, "streams": []},
     )
     stats = {
@@ -753,14 +753,14 @@ def control_vectors() -> list[Vector]:
     ok(
         "reply-stats",
         "a stats reply",
-        protocol.encode_reply(**stats),
+        control_protocol.encode_reply(**stats),
         {"v": [1, 0], "ok": True} | stats,
     )
     error = "unknown control op 'reboot'; known: ping, streams, stats"
     ok(
         "reply-error",
         "the error reply to an unknown op",
-        protocol.encode_error_reply(error),
+        control_protocol.encode_error_reply(error),
         {"v": [1, 0], "ok": False, "error": error},
     )
     ok(
@@ -780,7 +780,11 @@ def control_vectors() -> list[Vector]:
     bad("reply-error-missing", "ok false without an error string", mp({"v": [1, 0], "ok": False}))
     bad("reply-v-major-2", "major version 2", mp({"v": [2, 0], "ok": True}), "version")
     bad("reply-not-map", "an array", mp([True]))
-    bad("reply-trailing-byte", "a byte after the map", protocol.encode_reply(streams=[]) + b"\x00")
+    bad(
+        "reply-trailing-byte",
+        "a byte after the map",
+        control_protocol.encode_reply(streams=[]) + b"\x00",
+    )
     return out
 
 
