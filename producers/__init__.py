@@ -9,7 +9,7 @@
     backoff.py    Backoff: capped exponential delays between reopen attempts
     grabber.py    Grabber: the grab thread, newest frame only, reopen and watchdog
     config.py     ProducerConfig: validated, frozen
-    producer.py   Producer: the service (start / run / close)
+    producer.py   Producer: the service (start / run / stop / close, framebroker.service)
     cli.py        ``framebroker produce``
 
 Library use::
@@ -18,8 +18,7 @@ Library use::
 
     producer = Producer(ProducerConfig(source="test:640x480@30", stream="cam1",
                                        ingest="tcp://broker.lan:5555"))
-    producer.start()
-    producer.run()   # until producer.close() from another thread
+    producer.run()   # until producer.stop() from another thread or a signal handler
 
 Your own source: subclass FrameSource and pass ``source=MySource`` (a factory, called
 again on every reopen) to Producer.

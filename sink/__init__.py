@@ -2,6 +2,7 @@
 
 ::
 
+    config.py     SinkConfig: the sink's settings and their flags
     service.py    Sink: the results and acknowledged results ports (PULL, ROUTER)
     store.py      ResultStore, SQLiteStore, FanOutStore: the schema and the writer/reader
     jsonl.py      JsonLinesStore: results as JSON lines
@@ -12,8 +13,9 @@
 Installed as ``framebroker.sink``; imports only the core (``framebroker``).
 """
 
+from .config import SinkConfig
 from .jsonl import JsonLinesStore
-from .service import Sink, SinkConfig, SinkStats
+from .service import Sink, SinkStats
 from .store import FanOutStore, ResultRecord, ResultStore, SQLiteStore
 
 __all__ = [

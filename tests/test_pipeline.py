@@ -61,6 +61,7 @@ class Cluster:
             name=name,
             publish=self.broker.publish_endpoint,
             results=self.sink.results_endpoint,
+            acked_results=self.sink.acked_results_endpoint,
             streams=streams,
         )
         return self.run(Consumer(config, processor))
