@@ -38,7 +38,7 @@ def fresh_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         t0 = state.setdefault("t0", now)
         samples.append((now - t0, result.stream, result.age_ns / 1e6))
         if now - t0 >= a["duration"] and consumer is not None:
-            consumer.close()
+            consumer.stop()
 
     config = ConsumerConfig(
         name="bench", publish=a["connect"], results=None, streams=(a["pattern"],)
@@ -81,8 +81,8 @@ def work_consumer(a: dict[str, Any], c: Counters) -> dict[str, Any]:
         streams=(a["pattern"],),
     )
     consumer = Consumer(config, process)
-    # SIGTERM closes the consumer (raising Stop in the processor would count as its failure)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.close() if consumer else None)
+    # SIGTERM stops the consumer (raising Stop in the processor would count as its failure)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop() if consumer else None)
     consumer.start()
     say_ready()
     consumer.run()

@@ -8,11 +8,17 @@ from framebroker.config import (
     CONTROL_PORT,
     INGEST_PORT,
     PUBLISH_PORT,
+    WORK_PORT,
     bind_endpoint,
+    format_bytes,
+    parse_bytes,
     parse_endpoint,
+    parse_positive,
+    parse_seconds,
     work_endpoint,
 )
 from framebroker.errors import ConfigError
+from framebroker.options import option
 from framebroker.security import PLAINTEXT_SERVER, ServerSecurity
 
 from .groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
@@ -29,6 +35,24 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
+
+
+def parse_work(text: str) -> str:
+    """``auto`` or a ZeroMQ endpoint (``--work``)."""
+    return text if text == AUTO else parse_endpoint(text)
+
+
+def _bind(name: str, port: int, what: str) -> str:
+    """A bound endpoint field with its flag, ``--<name> ENDPOINT``."""
+    return field(
+        default=bind_endpoint(port),
+        metadata=option(
+            f"--{name}",
+            type=parse_endpoint,
+            metavar="ENDPOINT",
+            help=f"{name} endpoint to bind; {what}",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -49,21 +73,95 @@ class BrokerConfig:
     the broker keeps whatever its peers send (:class:`broker.limits.BrokerLimits`).
     """
 
-    ingest: str = bind_endpoint(INGEST_PORT)
-    publish: str = bind_endpoint(PUBLISH_PORT)
-    control: str = bind_endpoint(CONTROL_PORT)
-    work: str = AUTO
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    stale_after: float = DEFAULT_STALE_AFTER
-    forget_after: float = DEFAULT_FORGET_AFTER
-    log_stats: float = DEFAULT_LOG_STATS
-    publish_hwm: int = DEFAULT_PUBLISH_HWM
+    ingest: str = _bind("ingest", INGEST_PORT, "producers connect here (SUB)")
+    publish: str = _bind("publish", PUBLISH_PORT, "consumers subscribe here (XPUB)")
+    control: str = _bind("control", CONTROL_PORT, "`framebroker streams` asks here (ROUTER)")
+    work: str = field(
+        default=AUTO,
+        metadata=option(
+            "--work",
+            type=parse_work,
+            metavar="ENDPOINT",
+            help="work endpoint to bind; workers of work groups (`consume --group`) ask here "
+            f"(ROUTER); auto: the control port + 2 (tcp://*:{WORK_PORT})",
+        ),
+    )
+    max_message_size: int = field(
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metadata=option(
+            "--max-message-size",
+            type=parse_bytes,
+            show=format_bytes,
+            metavar="BYTES",
+            help="largest frame message accepted; libzmq disconnects a producer sending more",
+        ),
+    )
+    stale_after: float = field(
+        default=DEFAULT_STALE_AFTER,
+        metadata=option(
+            "--stale-after",
+            type=parse_positive,
+            metavar="SECONDS",
+            help="seconds without frames after which a stream is stale (its cached frame dropped)",
+        ),
+    )
+    forget_after: float = field(
+        default=DEFAULT_FORGET_AFTER,
+        metadata=option(
+            "--forget-after",
+            type=parse_seconds,
+            metavar="SECONDS",
+            help="seconds without frames after which a stream is forgotten (0 = never)",
+        ),
+    )
+    log_stats: float = field(
+        default=DEFAULT_LOG_STATS,
+        metadata=option(
+            "--log-stats",
+            type=parse_seconds,
+            metavar="SECONDS",
+            help="seconds between one-line stats logs (0 = off)",
+        ),
+    )
+    publish_hwm: int = field(
+        default=DEFAULT_PUBLISH_HWM,
+        metadata=option(
+            "--publish-hwm",
+            type=int,
+            metavar="FRAMES",
+            help="frames queued per subscriber before the broker drops frames for it",
+        ),
+    )
     poll_ms: int = 100
-    max_groups: int = DEFAULT_MAX_GROUPS
-    max_workers: int = DEFAULT_MAX_WORKERS
-    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
+    max_groups: int = field(
+        default=DEFAULT_MAX_GROUPS,
+        metadata=option(
+            "--max-groups",
+            type=int,
+            metavar="N",
+            help="work groups served at once; a worker of one more group is refused",
+        ),
+    )
+    max_workers: int = field(
+        default=DEFAULT_MAX_WORKERS,
+        metadata=option(
+            "--max-workers",
+            type=int,
+            metavar="N",
+            help="workers per work group; one more is refused",
+        ),
+    )
+    worker_timeout: float = field(
+        default=DEFAULT_WORKER_TIMEOUT,
+        metadata=option(
+            "--worker-timeout",
+            type=parse_positive,
+            metavar="SECONDS",
+            help="a worker that sends no request for this long leaves its group",
+        ),
+    )
     security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on every port, or on none
-    limits: BrokerLimits = field(default_factory=BrokerLimits)
+    limits: BrokerLimits = field(default_factory=BrokerLimits)  # flags: see BrokerLimits
 
     def __post_init__(self) -> None:
         if self.work == AUTO:

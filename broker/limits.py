@@ -33,9 +33,11 @@ each, never a walk over every stream, and never multiplies the traffic to subscr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from framebroker.config import format_bytes, parse_bytes, parse_positive
 from framebroker.errors import ConfigError
+from framebroker.options import option
 from framebroker.protocol import MAX_STREAM_ID_BYTES
 
 from .registry import StreamEntry
@@ -61,12 +63,64 @@ _NS = 1_000_000_000
 class BrokerLimits:
     """How much the broker keeps, whatever its peers send (see the module docstring)."""
 
-    max_streams: int = DEFAULT_MAX_STREAMS
-    max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
-    cache_budget: int = DEFAULT_CACHE_BUDGET
-    cache_send_rate: float = DEFAULT_CACHE_SEND_RATE
-    max_subscription_size: int = DEFAULT_MAX_SUBSCRIPTION_SIZE
-    max_control_size: int = DEFAULT_MAX_CONTROL_SIZE
+    max_streams: int = field(
+        default=DEFAULT_MAX_STREAMS,
+        metadata=option(
+            "--max-streams",
+            type=int,
+            metavar="N",
+            help="streams known at once; frames of one more new stream are dropped (stale "
+            "streams are forgotten early to make room)",
+        ),
+    )
+    max_subscriptions: int = field(
+        default=DEFAULT_MAX_SUBSCRIPTIONS,
+        metadata=option(
+            "--max-subscriptions",
+            type=int,
+            metavar="N",
+            help="distinct subscriptions tracked; one more gets no cached frames",
+        ),
+    )
+    cache_budget: int = field(
+        default=DEFAULT_CACHE_BUDGET,
+        metadata=option(
+            "--cache-budget",
+            type=parse_bytes,
+            show=format_bytes,
+            metavar="BYTES",
+            help="newest frames cached for new subscribers, all streams together (0: none)",
+        ),
+    )
+    cache_send_rate: float = field(
+        default=DEFAULT_CACHE_SEND_RATE,
+        metadata=option(
+            "--cache-send-rate",
+            type=parse_positive,
+            metavar="PER_SECOND",
+            help="times per second a stream's cached frame is sent to new subscriptions, at most",
+        ),
+    )
+    max_subscription_size: int = field(
+        default=DEFAULT_MAX_SUBSCRIPTION_SIZE,
+        metadata=option(
+            "--max-subscription-size",
+            type=parse_bytes,
+            show=format_bytes,
+            metavar="BYTES",
+            help="largest subscription message; libzmq disconnects a subscriber sending more",
+        ),
+    )
+    max_control_size: int = field(
+        default=DEFAULT_MAX_CONTROL_SIZE,
+        metadata=option(
+            "--max-control-size",
+            type=parse_bytes,
+            show=format_bytes,
+            metavar="BYTES",
+            help="largest control request; libzmq disconnects a client sending more",
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:

@@ -34,19 +34,17 @@ One thread runs one poll loop over five sockets:
   rejects are counted (``auth_rejected`` in ``stats``) and logged, and they never reach
   the loop: such a client sends and receives nothing.
 
-``start()`` binds (exposing the real endpoints), ``run()`` blocks in the loop until
-``close()``/``stop()`` is called from another thread (or a signal handler), taking effect
-within ``poll_ms``.
+The lifecycle is :class:`framebroker.service.Service`'s: ``start()`` binds (exposing the
+real endpoints), ``run()`` blocks in the loop until ``stop()`` (a signal handler, another
+thread) or ``close()``, which take effect within ``poll_ms``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import zmq
@@ -61,6 +59,7 @@ from framebroker.protocol import (
 )
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
+from framebroker.service import Service
 from framebroker.transport import bind, make_socket
 
 from .config import BrokerConfig
@@ -91,15 +90,19 @@ class _Sockets:
     monitor: Socket
 
 
-class Broker:
+class Broker(Service):
     """Forwards frames from producers to subscribers and keeps the newest per stream.
 
-    >>> with Broker(BrokerConfig(ingest="tcp://127.0.0.1:0", publish="tcp://127.0.0.1:0",
-    ...                          control="tcp://127.0.0.1:0")) as broker:
+    >>> config = BrokerConfig(ingest="tcp://127.0.0.1:0", publish="tcp://127.0.0.1:0",
+    ...                       control="tcp://127.0.0.1:0")
+    >>> with Broker(config).run_in_thread() as broker:
     ...     print(broker.publish_endpoint)  # runs in a thread until the block ends
     """
 
+    thread_name = "framebroker-broker"
+
     def __init__(self, config: BrokerConfig | None = None) -> None:
+        super().__init__()
         self.config = config or BrokerConfig()
         self.ingest_endpoint = ""
         self.publish_endpoint = ""
@@ -141,29 +144,15 @@ class Broker:
         self._ctx: zmq.Context[Any] | None = None
         self._sockets: list[Socket] = []  # every socket made, for teardown
         self._io: _Sockets | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._state = "new"  # -> started -> running -> closed
-        self._runner: threading.Thread | None = None
         self._started_ns = time.monotonic_ns()
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bind the three sockets; the real endpoints are then in ``*_endpoint``."""
-        with self._lock:
-            if self._state != "new":
-                raise TransportError(f"broker already {self._state}")
-            self._ctx = zmq.Context()
-            try:
-                self._io = self._bind_all(self._ctx)
-            except BaseException:
-                self._teardown()
-                self._state = "closed"
-                raise
-            self._state = "started"
-            self._started_ns = time.monotonic_ns()
+    def _open(self) -> None:
+        """Bind the four sockets; the real endpoints are then in ``*_endpoint``."""
+        self._ctx = zmq.Context()
+        self._io = self._bind_all(self._ctx)
+        self._started_ns = time.monotonic_ns()
         log.info(
             "broker listening: ingest %s, publish %s, control %s, work %s (max message %d bytes)",
             self.ingest_endpoint,
@@ -211,65 +200,17 @@ class Broker:
         self._sockets.append(sock)
         return sock
 
-    def run(self) -> None:
-        """Serve until :meth:`close` or :meth:`stop`; binds first if not started."""
-        if self._state == "new":
-            self.start()
-        with self._lock:
-            if self._state != "started":
-                return  # closed before it ran
-            self._state = "running"
+    def _serve(self) -> None:
         assert self._io is not None
         try:
             self._loop(self._io)
         except zmq.ZMQError as exc:
             raise TransportError(f"broker socket failed: {exc}") from exc
         finally:
-            with self._lock:
-                self._teardown()
-                self._state = "closed"
-            self._done.set()
             log.info("broker stopped")
 
-    def run_in_thread(self) -> threading.Thread:
-        """Start (if needed) and run in a daemon thread; :meth:`close` stops and joins it."""
-        if self._state == "new":
-            self.start()
-        self._runner = threading.Thread(target=self.run, name="framebroker-broker", daemon=True)
-        self._runner.start()
-        return self._runner
-
-    def stop(self) -> None:
-        """Ask the loop to end (non-blocking; safe from a signal handler)."""
-        self._stop.set()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop, wait for it to finish and release every socket."""
-        self._stop.set()
-        with self._lock:
-            if self._state in ("new", "started"):
-                self._teardown()
-                self._state = "closed"
-            running = self._state == "running"
-        if running and threading.current_thread() is not self._runner:
-            self._done.wait(timeout)
-        if self._runner is not None and self._runner is not threading.current_thread():
-            self._runner.join(timeout)
-
-    def __enter__(self) -> Broker:
-        self.run_in_thread()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _teardown(self) -> None:
-        """Close every socket and the context (caller holds the lock)."""
+    def _release(self) -> None:
+        """Close every socket and the context."""
         self._guard.close()
         if self._io is not None:
             with contextlib.suppress(zmq.ZMQError):
@@ -328,7 +269,7 @@ class Broker:
             io.work: lambda: self._work.serve(time.monotonic_ns()),
         }
         poll = poller.poll
-        while not self._stop.is_set():
+        while not self.stopping:
             for sock, _ in poll(timeout):
                 handlers[sock]()
             now = time.monotonic_ns()

@@ -14,7 +14,7 @@ Or have them pushed to a processor (``framebroker consume``, runtime.py):
 >>> def brightness(frame):
 ...     return {"mean": float(frame.gray.mean())}
 >>> consumer = Consumer(ConsumerConfig(streams=("cam1",)), brightness)
->>> consumer.run()  # doctest: +SKIP  (blocks; close() from another thread stops it)
+>>> consumer.run()  # doctest: +SKIP  (blocks; stop() from another thread stops it)
 """
 
 from .config import ConsumerConfig, default_name, parse_patterns

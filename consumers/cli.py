@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
 
-from framebroker import metrics
 from framebroker.cli import EXIT_ERROR, Command
-from framebroker.config import (
-    acked_endpoint,
-    add_broker_options,
-    add_option,
-    parse_bool,
-    parse_positive,
-    resolve_endpoint,
-)
+from framebroker.cli_service import run_service
+from framebroker.config import add_broker_options, add_option, parse_bool, resolve_endpoint
 from framebroker.errors import ConfigError
+from framebroker.options import add_options, config_from_args
 from framebroker.security_cli import add_client_security_options, client_security
-from framebroker.signals import StopOnSignals
 
-from .config import ConsumerConfig, default_name, parse_patterns
+from .config import ConsumerConfig
 from .metrics import ConsumerCollector
 from .processors import BUILTINS, load_processor
 from .results import print_json_line
 from .runtime import Consumer
 from .workers import WorkerPool
-
-
-class _AppendPatterns(argparse.Action):
-    """``--streams a,b --streams c`` -> ["a", "b", "c"]; the first flag replaces the default."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        current = getattr(namespace, self.dest, None)
-        if current is self.default or not isinstance(current, list):
-            current = []
-        setattr(namespace, self.dest, [*current, *parse_patterns(str(values))])
-
-
-def parse_workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"must be at least 1: {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,33 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PROCESSOR",
         help=f"a built-in: {builtins}; or module:function or path/to/file.py:function",
     )
-    add_option(
-        parser,
-        "--streams",
-        default="*",
-        action=_AppendPatterns,
-        metavar="PATTERN",
-        help="streams to process, comma separated or repeated: cam1 (exactly), "
-        "site1/ or site1/* (a group), * (all)",
-    )
-    add_option(parser, "--name", default=None, help="consumer name in results (default HOST-PID)")
-    add_option(
-        parser,
-        "--group",
-        default=None,
-        metavar="NAME",
-        help="join this work group: its workers share the streams' frames, each frame goes "
-        "to one worker, always the newest one nobody has taken (default: every frame, fan-out)",
-    )
+    add_options(parser, ConsumerConfig, only=("streams", "name", "group"))
     add_broker_options(parser, "publish", "results", "work")
-    add_option(
-        parser,
-        "--acked-results",
-        default="auto",
-        help="the sink's acknowledged results endpoint (protocol v1.1: results are kept and "
-        "resent until stored, at-least-once); auto: the --results port + 2; none: plain "
-        "PUSH to --results (at-most-once)",
-    )
+    add_options(parser, ConsumerConfig, only=("acked_results",))
     add_option(
         parser,
         "--send-results",
@@ -98,16 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_bool,
         help="send results to the sink (--no-send-results: only --print them)",
     )
-    add_option(parser, "--fps", type=parse_positive, help="cap processing per stream (frames/s)")
-    add_option(
-        parser,
-        "--workers",
-        default=1,
-        type=parse_workers,
-        help="worker processes named NAME-i; each gets every frame, or with --group, "
-        "each joins the group",
-    )
-    add_option(parser, "--duration", type=parse_positive, help="stop after this many seconds")
+    add_options(parser, ConsumerConfig, only=("fps", "workers", "duration"))
     add_option(
         parser,
         "--print",
@@ -120,25 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> ConsumerConfig:
     results = resolve_endpoint(args, "results") if args.send_results else None
-    acked = str(args.acked_results).strip()
-    if results is None or acked.lower() in ("", "none", "off"):
-        acked_results = None
-    elif acked.lower() == "auto":
-        acked_results = acked_endpoint(results)
-    else:
-        acked_results = acked
-    return ConsumerConfig(
-        name=args.name or default_name(),
+    nowhere = {} if results is not None else {"acked_results": None}
+    return config_from_args(
+        ConsumerConfig,
+        args,
         publish=resolve_endpoint(args, "publish"),
         results=results,
-        acked_results=acked_results,
-        streams=parse_patterns(args.streams),
-        fps=args.fps,
-        workers=args.workers,
-        duration=args.duration,
-        group=args.group or None,
         work=resolve_endpoint(args, "work"),
         security=client_security(args),
+        **nowhere,
     )
 
 
@@ -153,14 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if config.workers == 1:
         on_result = print_json_line if args.print else None
         consumer = Consumer(config, processor, on_result=on_result)
-        metrics.expose(ConsumerCollector(consumer))
-        with StopOnSignals(consumer.close) as signals:
-            consumer.run()
-        return signals.exit_code
+        return run_service(consumer, ConsumerCollector(consumer))
     pool = WorkerPool(config, args.processor, print_results=args.print)
-    with StopOnSignals(pool.close) as signals:
-        pool.run()
-    return signals.exit_code if all(code == 0 for code in pool.exitcodes) else EXIT_ERROR
+    exit_code = run_service(pool)
+    return exit_code if all(code == 0 for code in pool.exitcodes) else EXIT_ERROR
 
 
 CONSUME = Command(

@@ -1,20 +1,27 @@
-"""ConsumerConfig: what a consumer connects to, which streams it takes, how fast."""
+"""ConsumerConfig: what a consumer connects to, which streams it takes, how fast; its flags."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from framebroker.config import (
+    AUTO,
     PUBLISH_PORT,
     RESULTS_PORT,
     WORK_PORT,
+    acked_endpoint,
     connect_endpoint,
     parse_endpoint,
+    parse_optional_endpoint,
+    parse_positive,
 )
 from framebroker.errors import ConfigError, ProtocolError
+from framebroker.options import option
 from framebroker.protocol import subscription_for
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
@@ -43,33 +50,112 @@ def parse_patterns(values: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"must be at least 1: {text!r}")
+    return value
+
+
+class AppendPatterns(argparse.Action):
+    """``--streams a,b --streams c`` -> ["a", "b", "c"]; the first flag replaces the default."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest, None)
+        if current is self.default or not isinstance(current, list):
+            current = []
+        setattr(namespace, self.dest, [*current, *parse_patterns(str(values))])
+
+
+def _or_none(text: str | None) -> str | None:
+    return text or None
+
+
 @dataclass(frozen=True)
 class ConsumerConfig:
     """A consumer's settings, validated once at construction (raises ConfigError).
 
     ``results=None`` means results are not sent anywhere (use ``on_result`` instead).
     ``acked_results`` (the sink's acknowledged results endpoint, protocol v1.1) makes
-    delivery at-least-once: results are spooled until the sink acknowledges them; without
-    it they are PUSHed to ``results`` at-most-once. The CLI sets it by default.
+    delivery at-least-once: results are spooled until the sink acknowledges them; None
+    PUSHes them to ``results`` at-most-once. The default, ``"auto"``, is the ``results``
+    port + 2 (the sink's default), as for ``framebroker consume``.
     ``streams`` are patterns: ``"cam1"`` exactly, ``"site1/"`` or ``"site1/*"`` a group,
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
     ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
     subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
     time and gets the newest frame no other worker of the group has taken.
     ``security``: CURVE for both the broker and the sink, or plaintext for both.
+    The endpoints' flags are ``--broker HOST`` and ``--publish/--results/--work``.
     """
 
-    name: str = field(default_factory=default_name)
+    name: str = field(
+        default_factory=default_name,
+        metadata=option("--name", help="consumer name in results (default HOST-PID)"),
+    )
     publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
     results: str | None = connect_endpoint("127.0.0.1", RESULTS_PORT)
-    acked_results: str | None = None
-    streams: tuple[str, ...] = ("*",)
-    fps: float | None = None
-    workers: int = 1
-    duration: float | None = None
+    acked_results: str | None = field(
+        default=AUTO,
+        metadata=option(
+            "--acked-results",
+            convert=parse_optional_endpoint,
+            help="the sink's acknowledged results endpoint (protocol v1.1: results are kept and "
+            "resent until stored, at-least-once); auto: the --results port + 2; none: plain "
+            "PUSH to --results (at-most-once)",
+        ),
+    )
+    streams: tuple[str, ...] = field(
+        default=("*",),
+        metadata=option(
+            "--streams",
+            action=AppendPatterns,
+            show=",".join,
+            convert=parse_patterns,
+            metavar="PATTERN",
+            help="streams to process, comma separated or repeated: cam1 (exactly), "
+            "site1/ or site1/* (a group), * (all)",
+        ),
+    )
+    fps: float | None = field(
+        default=None,
+        metadata=option("--fps", type=parse_positive, help="cap processing per stream (frames/s)"),
+    )
+    workers: int = field(
+        default=1,
+        metadata=option(
+            "--workers",
+            type=parse_workers,
+            help="worker processes named NAME-i; each gets every frame, or with --group, "
+            "each joins the group",
+        ),
+    )
+    duration: float | None = field(
+        default=None,
+        metadata=option("--duration", type=parse_positive, help="stop after this many seconds"),
+    )
     result_buffer: int = DEFAULT_RESULT_BUFFER
     ages_kept: int = DEFAULT_AGES_KEPT
-    group: str | None = None
+    group: str | None = field(
+        default=None,
+        metadata=option(
+            "--group",
+            convert=_or_none,
+            metavar="NAME",
+            help="join this work group: its workers share the streams' frames, each frame goes "
+            "to one worker, always the newest one nobody has taken (default: every frame, "
+            "fan-out)",
+        ),
+    )
     work: str = connect_endpoint("127.0.0.1", WORK_PORT)
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
@@ -79,6 +165,9 @@ class ConsumerConfig:
         parse_endpoint(self.publish)
         if self.results is not None:
             parse_endpoint(self.results)
+        if self.acked_results == AUTO:
+            auto = None if self.results is None else acked_endpoint(self.results)
+            object.__setattr__(self, "acked_results", auto)
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
         sends = self.results is not None or self.acked_results is not None

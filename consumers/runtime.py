@@ -10,9 +10,10 @@ With ``config.group`` set the consumer is a worker of a work group instead: no S
 receive thread; ``run()`` asks the broker's work port for one frame at a time through a
 :class:`~consumers.work_client.WorkClient` and processes what comes.
 
-``start()`` connects the sockets, ``run()`` blocks (starting the receive thread) until
-``close()`` is called from another thread or ``duration`` passes, ``close()`` stops it
-within ~100 ms. ``run_in_thread()`` does start() and runs run() in a thread.
+The lifecycle is :class:`framebroker.service.Service`'s: ``start()`` connects the
+sockets, ``run()`` blocks (starting the receive thread) until ``stop()``/``close()`` or
+``duration`` passes, and returns within ~100 ms of ``stop()`` (after waiting up to
+``ACK_WAIT_S`` for the sink to acknowledge what it holds).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import zmq
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.service import Service
 from framebroker.transport import connect, make_socket
 
 from .config import ConsumerConfig
@@ -48,12 +50,14 @@ ACK_WAIT_S = 2.0  # on close, wait this long for the sink to acknowledge spooled
 ResultCallback = Callable[[ResultMessage], None]
 
 
-class Consumer:
+class Consumer(Service):
     """Runs ``processor(frame) -> dict | None`` on the newest frame of each stream.
 
     >>> consumer = Consumer(ConsumerConfig(streams=("cam1",)), lambda f: {"seq": f.seq})
     >>> consumer.run_in_thread()  # doctest: +SKIP
     """
+
+    thread_name = "framebroker-consumer"
 
     def __init__(
         self,
@@ -63,12 +67,12 @@ class Consumer:
         on_result: ResultCallback | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.processor = processor
         self.on_result = on_result
         self.stats = ConsumerStats(ages_kept=config.ages_kept)
         self._slots = LatestSlots(fps=config.fps)
-        self._stop = threading.Event()
         self._context = context
         self._owns_context = context is None
         self._sub: zmq.Socket[Any] | None = None
@@ -78,26 +82,13 @@ class Consumer:
         self._sender: Sender | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
         self._errors = RateLimitedLog(log, interval=5.0)
-        self._state_lock = threading.Lock()
-        self._state = "new"  # -> started -> running -> closed
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def start(self) -> None:
+    def _open(self) -> None:
         """Create and connect the sockets (no thread is started)."""
-        with self._state_lock:
-            if self._state != "new":
-                return
-            self._state = "started"
-            try:
-                self._open_sockets()
-            except BaseException:
-                self._teardown()
-                raise
-
-    def _open_sockets(self) -> None:
         if self._context is None:
             self._context = zmq.Context()
         security = self.config.security
@@ -154,21 +145,16 @@ class Consumer:
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
 
-    def run(self) -> None:
-        """Process frames until close() is called or ``duration`` passes.
+    def _serve(self) -> None:
+        """Process frames until stopped or ``duration`` passes.
 
         Raises TransportError if the receive thread fails.
         """
-        self.start()
-        with self._state_lock:
-            if self._state != "started":
-                return  # closed before it ran
-            self._state = "running"
         receiver, thread = self._start_receiver()
         try:
             self._loop(thread)
         finally:
-            self._stop.set()
+            self._stopping.set()
             self._slots.close()
             if thread is not None:
                 thread.join()
@@ -176,8 +162,6 @@ class Consumer:
                 self._work.leave()
             if self._sender is not None:
                 self._sender.flush(ACK_WAIT_S)
-            with self._state_lock:
-                self._teardown()
             log.info("consumer %s stopped: %s", self.name, self.stats.summary())
         if receiver is not None and receiver.error is not None:
             raise TransportError(f"consumer {self.name}: receiving failed: {receiver.error}")
@@ -188,7 +172,7 @@ class Consumer:
             return None, None
         receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
         thread = threading.Thread(
-            target=receiver.run, args=(self._stop,), name=f"{self.name}-receive", daemon=True
+            target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
         thread.start()
         return receiver, thread
@@ -197,7 +181,7 @@ class Consumer:
         duration = self.config.duration
         deadline = None if duration is None else time.monotonic() + duration
         take = self._slots.take if self._work is None else self._work.take
-        while not self._stop.is_set():
+        while not self.stopping:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if receive_thread is not None and not receive_thread.is_alive():
@@ -254,28 +238,11 @@ class Consumer:
             exc,
         )
 
-    def close(self) -> None:
-        """Stop run() (within ~100 ms); safe from any thread and from a signal handler."""
-        self._stop.set()
-        self._slots.close()
-        # A bounded wait: a signal handler may interrupt the thread that holds the lock.
-        if self._state_lock.acquire(timeout=0.5):
-            try:
-                if self._state in ("new", "started"):
-                    self._teardown()
-            finally:
-                self._state_lock.release()
+    def _wake(self) -> None:
+        self._slots.close()  # take() returns at once (the slots' lock is re-entrant)
 
-    def run_in_thread(self) -> threading.Thread:
-        """start(), then run() in a daemon thread; stop it with close() and join it."""
-        self.start()
-        thread = threading.Thread(target=self.run, name=f"{self.name}-run", daemon=True)
-        thread.start()
-        return thread
-
-    def _teardown(self) -> None:
-        """Close sockets (and the context if ours). Call with the state lock held."""
-        self._state = "closed"
+    def _release(self) -> None:
+        """Close sockets (and the context if ours)."""
         for sock in (self._sub, self._dealer, self._push):
             if sock is not None:
                 sock.close()
@@ -285,10 +252,3 @@ class Consumer:
         if self._owns_context and self._context is not None:
             self._context.term()
             self._context = None
-
-    def __enter__(self) -> Consumer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

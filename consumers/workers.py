@@ -2,8 +2,9 @@
 
 Processes (spawn context, so each has its own interpreter and GIL) each run a full
 :class:`Consumer` named ``<name>-<i>``. The processor is given as a spec string (loaded
-in each worker) or as a picklable callable. ``close()`` (safe from a signal handler)
-asks every worker to stop; stragglers are terminated after a grace period.
+in each worker) or as a picklable callable. ``stop()`` (safe from a signal handler)
+ends the pool's ``run()``, which then asks every worker to stop; stragglers are killed
+after a grace period.
 
 The pool supervises its workers: one that dies (an exception escaping the consumer, which
 it logs with its traceback, or a signal, ``os._exit``, a crash in native code) is started
@@ -24,6 +25,7 @@ from multiprocessing.context import SpawnProcess
 
 from framebroker.errors import FrameBrokerError
 from framebroker.logs import setup_logging
+from framebroker.service import Service
 
 from .config import ConsumerConfig
 from .processors import Processor, load_processor
@@ -40,15 +42,19 @@ RESTART_BACKOFF_MAX_S = 10.0
 STABLE_S = 30.0  # a worker that ran this long starts over at the first backoff
 
 
-class WorkerPool:
+class WorkerPool(Service):
+    """N consumer processes, supervised; the lifecycle of :class:`Service`."""
+
+    thread_name = "framebroker-workers"
+
     def __init__(
         self, config: ConsumerConfig, processor: ProcessorSpec, *, print_results: bool = False
     ) -> None:
+        super().__init__()
         self.config = config
         self.processor = processor
         self.print_results = print_results
         self._mp = multiprocessing.get_context("spawn")
-        self._closing = threading.Event()
         self._processes: list[SpawnProcess] = []
         self._started_at: list[float] = []
         self._backoff: list[float] = []
@@ -61,10 +67,8 @@ class WorkerPool:
             for i in range(self.config.workers)
         ]
 
-    def start(self) -> None:
-        """Start the worker processes (Ctrl-C reaches them only through close())."""
-        if self._processes:
-            return
+    def _open(self) -> None:
+        """Start the worker processes (Ctrl-C reaches them only through stop())."""
         for config in self.worker_configs():
             self._processes.append(self._spawn(config))
             self._started_at.append(time.monotonic())
@@ -93,7 +97,7 @@ class WorkerPool:
         now = time.monotonic()
         configs = self.worker_configs()
         for i, process in enumerate(self._processes):
-            if process.is_alive() or self._closing.is_set():
+            if process.is_alive() or self.stopping:
                 continue
             if self.config.duration is not None and process.exitcode == 0:
                 continue  # it ran its --duration
@@ -117,15 +121,11 @@ class WorkerPool:
                 self.restarts += 1
                 log.info("worker %s restarted (pid %s)", process.name, self._processes[i].pid)
 
-    def run(self) -> None:
-        """Wait until close() is called or every worker has ended, then stop them all."""
-        self.start()
-        try:
-            while not self._closing.is_set() and not self._all_done():
-                self._supervise()
-                self._closing.wait(POLL_S)
-        finally:
-            self._stop_all()
+    def _serve(self) -> None:
+        """Supervise until stopped or every worker has ended; _release stops them all."""
+        while not self.stopping and not self._all_done():
+            self._supervise()
+            self._stopping.wait(POLL_S)
 
     def _all_done(self) -> bool:
         """Every worker ended by itself (its --duration) and none is due for a restart."""
@@ -133,14 +133,11 @@ class WorkerPool:
             not p.is_alive() and p.exitcode == 0 for p in self._processes
         )
 
-    def close(self) -> None:
-        self._closing.set()
-
     @property
     def exitcodes(self) -> list[int | None]:
         return [p.exitcode for p in self._processes]
 
-    def _stop_all(self) -> None:
+    def _release(self) -> None:
         # SIGTERM, not a shared multiprocessing.Event: a worker killed while holding the
         # Event's lock would leave it locked, and set() would block forever.
         for process in self._processes:
@@ -169,7 +166,7 @@ def _worker_main(
     try:
         call = load_processor(processor) if isinstance(processor, str) else processor
         consumer = Consumer(config, call, on_result=print_json_line if print_results else None)
-        signal.signal(signal.SIGTERM, lambda *_: consumer.close())
+        signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
         consumer.run()
     except FrameBrokerError as exc:
         log.error("worker %s: %s", config.name, exc)

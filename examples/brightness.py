@@ -44,8 +44,7 @@ def main() -> int:
         duration=args.duration,
     )
     consumer = Consumer(config, brightness)
-    with StopOnSignals(consumer.close) as signals:
-        consumer.start()
+    with StopOnSignals(consumer.stop) as signals:
         consumer.run()
     print(consumer.stats.summary())
     return signals.exit_code

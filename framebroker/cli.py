@@ -2,8 +2,10 @@
 
 Roles register commands under the ``framebroker.commands`` entry-point group (see
 pyproject.toml); this module finds them there, so the core never imports a role.
-Each command parses its flags (every flag also readable from ``FRAMEBROKER_<FLAG>``),
-builds its frozen config, and calls the library.
+Each command parses its flags (every flag also readable from ``FRAMEBROKER_<FLAG>``;
+a config field declares its own flag, :mod:`framebroker.options`), builds its frozen
+config, and calls the library; a long-running command ends in
+:func:`framebroker.cli_service.run_service`.
 """
 
 from __future__ import annotations

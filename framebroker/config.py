@@ -24,6 +24,7 @@ RESULTS_PORT = 5557
 CONTROL_PORT = 5558
 ACKED_RESULTS_PORT = 5559  # v1.1: results the sink acknowledges once stored
 WORK_PORT = 5560  # v1.2: workers of a work group ask the broker for frames
+AUTO = "auto"  # an endpoint derived from another one (see acked_endpoint, work_endpoint)
 
 _ENDPOINT = re.compile(
     r"(tcp://[^\s:]+:(\d+|\*)|tcp://\[[0-9a-fA-F:.]+\]:(\d+|\*)|ipc://\S+|inproc://\S+)\Z"
@@ -108,6 +109,25 @@ def parse_bytes(text: str) -> int:
     return int(match[1]) * scale
 
 
+def format_bytes(size: int) -> str:
+    """The shortest :func:`parse_bytes` text of ``size``: 64 << 20 -> "64M", 256 -> "256"."""
+    for unit, shift in (("G", 30), ("M", 20), ("k", 10)):
+        if size and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+def parse_seconds(text: str) -> float:
+    """A duration in seconds, 0 allowed (meaning "off" / "never" where documented)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise ConfigError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
 def parse_positive(text: str) -> float:
     try:
         value = float(text)
@@ -125,6 +145,14 @@ def parse_endpoint(text: str) -> str:
             f"not a ZeroMQ endpoint: {text!r} (e.g. tcp://127.0.0.1:5556 or tcp://*:5555)"
         )
     return text
+
+
+def parse_optional_endpoint(text: str) -> str | None:
+    """``auto`` (:data:`AUTO`), ``none`` (also ``off`` or empty: None) or an endpoint."""
+    lowered = text.strip().lower()
+    if lowered == AUTO:
+        return AUTO
+    return None if lowered in ("", "none", "off") else parse_endpoint(text.strip())
 
 
 def connect_endpoint(host: str, port: int) -> str:

@@ -10,7 +10,7 @@ numpy images to the broker.
     backoff.py    Backoff: capped exponential delays between reopen attempts
     grabber.py    Grabber: the grab thread, newest frame only, reopen and watchdog
     config.py     ProducerConfig: validated, frozen
-    producer.py   Producer: the service (start / run / close)
+    producer.py   Producer: the service (start / run / stop / close, framebroker.service)
     publisher.py  Publisher: your own images, one ``send(image)`` at a time (the library)
     cli.py        ``framebroker produce``
 
@@ -20,8 +20,7 @@ Library use::
 
     producer = Producer(ProducerConfig(source="test:640x480@30", stream="cam1",
                                        ingest="tcp://broker.lan:5555"))
-    producer.start()
-    producer.run()   # until producer.close() from another thread
+    producer.run()   # until producer.stop() from another thread or a signal handler
 
 Your own images, from your own loop (``framebroker.Publisher``)::
 

@@ -1,7 +1,9 @@
-"""ProducerConfig: everything ``framebroker produce`` needs, validated once."""
+"""ProducerConfig: everything ``framebroker produce`` needs, validated once, with its flags."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,12 +11,21 @@ from types import MappingProxyType
 
 import msgpack
 
-from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import (
+    INGEST_PORT,
+    connect_endpoint,
+    env_name,
+    parse_bool,
+    parse_endpoint,
+    parse_positive,
+    parse_size,
+)
 from framebroker.errors import ConfigError, ProtocolError
+from framebroker.options import Option, argparse_type, option
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
-from .spec import parse_source
+from .spec import default_stream_name, parse_source
 
 MAX_META_BYTES = MAX_HEADER_BYTES // 2  # leave room for the rest of the header
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -24,12 +35,48 @@ _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 # its open time): issue 7 promises publishing again within 5 s. One attempt every 2 s
 # costs a lost camera one TCP connection attempt.
 MAX_BACKOFF_S = 2.0
+SOURCES = (
+    "a camera index (0), a video file, an rtsp:// or http(s):// URL, or the test pattern "
+    "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30)"
+)
+
+
+def parse_quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"JPEG quality must be an integer 1..100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise ConfigError(f"JPEG quality must be 1..100, got {value}")
+    return value
+
+
+def _add_meta(parser: argparse.ArgumentParser, opt: Option, default: object) -> None:
+    """``--meta KEY=VALUE`` (repeated); its variable is a comma-separated list."""
+    name = env_name(opt.flag)
+    raw = os.environ.get(name)
+    try:
+        items = parse_meta_list(raw) if raw is not None else None
+    except ConfigError as exc:
+        raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+    parser.add_argument(
+        opt.flag,
+        action="append",
+        type=argparse_type(parse_meta_item),
+        default=items,
+        metavar="KEY=VALUE",
+        help=f"{opt.help} [env {name} as key=value,key2=value2; flags add to it]",
+    )
+
+
+_positive_arg = argparse_type(parse_positive)
 
 
 @dataclass(frozen=True)
 class ProducerConfig:
     """A producer's configuration.
 
+    ``stream`` is the stream id ("": named after the source, see default_stream_name);
     ``fps`` caps the publish rate (None: as fast as the source delivers); ``size`` is
     (width, height) to resize to; ``open_timeout``/``read_timeout`` bound how long OpenCV
     may block, and a source that delivers nothing for ``read_timeout`` seconds is
@@ -37,23 +84,98 @@ class ProducerConfig:
     after that many seconds (None: until closed or the source ends).
     """
 
-    source: str
-    stream: str
-    ingest: str = connect_endpoint("127.0.0.1", INGEST_PORT)
-    fps: float | None = None
-    size: tuple[int, int] | None = None
-    encoding: str = "jpeg"
-    quality: int = 80
-    loop: bool = False
-    open_timeout: float = 10.0
-    read_timeout: float = 5.0
-    max_backoff: float = MAX_BACKOFF_S
-    meta: Mapping[str, str] = field(default_factory=dict)
-    duration: float | None = None
+    source: str = field(
+        metadata=option("source", nargs="?", metavar="SOURCE", help=f"what to publish: {SOURCES}")
+    )
+    stream: str = field(
+        default="",
+        metadata=option(
+            "--stream",
+            metavar="NAME",
+            help="stream id, e.g. site1/door (default: from SOURCE: test pattern -> test, "
+            "camera 0 -> cam0, /videos/door.mp4 -> door, rtsp://cam7/live -> cam7/live)",
+        ),
+    )
+    ingest: str = connect_endpoint("127.0.0.1", INGEST_PORT)  # flags: --broker, --ingest
+    fps: float | None = field(
+        default=None,
+        metadata=option(
+            "--fps",
+            type=_positive_arg,
+            help="publish at most this many frames per second, always the newest "
+            "(default: as fast as the source delivers; files play at their native rate)",
+        ),
+    )
+    size: tuple[int, int] | None = field(
+        default=None,
+        metadata=option(
+            "--size", type=argparse_type(parse_size), metavar="WxH", help="resize frames to WxH"
+        ),
+    )
+    encoding: str = field(
+        default="jpeg", metadata=option("--encoding", choices=ENCODINGS, help="payload encoding")
+    )
+    quality: int = field(
+        default=80,
+        metadata=option(
+            "--quality", type=argparse_type(parse_quality), metavar="1-100", help="JPEG quality"
+        ),
+    )
+    loop: bool = field(
+        default=False,
+        metadata=option("--loop", type=parse_bool, help="replay a video file when it ends"),
+    )
+    meta: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=option(
+            "--meta",
+            declare=_add_meta,
+            convert=dict,
+            help="metadata sent in every frame header; repeat for more keys",
+        ),
+    )
+    open_timeout: float = field(
+        default=10.0,
+        metadata=option(
+            "--open-timeout",
+            type=_positive_arg,
+            metavar="SECONDS",
+            help="seconds a file or URL may take to open",
+        ),
+    )
+    read_timeout: float = field(
+        default=5.0,
+        metadata=option(
+            "--read-timeout",
+            type=_positive_arg,
+            metavar="SECONDS",
+            help="seconds without a new frame before the source is released and reopened",
+        ),
+    )
+    max_backoff: float = field(
+        default=MAX_BACKOFF_S,
+        metadata=option(
+            "--max-backoff",
+            type=_positive_arg,
+            metavar="SECONDS",
+            help="longest wait between attempts to reopen a failed source",
+        ),
+    )
+    duration: float | None = field(
+        default=None,
+        metadata=option(
+            "--duration",
+            type=_positive_arg,
+            metavar="SECONDS",
+            help="stop after this many seconds (default: never)",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys (framebroker.security)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
+        if not self.stream:
+            object.__setattr__(self, "stream", default_stream_name(self.source))
         self.security.require("broker")
         try:
             validate_stream_id(self.stream)

@@ -10,16 +10,16 @@ whole).
 ::
 
     producer = Producer(ProducerConfig(source="test:640x480@30", stream="cam1"))
-    producer.start()
-    producer.run()      # until producer.close() from another thread, the source's end,
-                        # or config.duration; raises SourceError if the source is lost
+    producer.run()      # until producer.stop() (a signal handler, another thread), the
+                        # source's end or config.duration; raises SourceError if it is lost
+
+The lifecycle is :class:`framebroker.service.Service`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from framebroker import codec
 from framebroker.errors import CodecError, SourceError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.service import Service
 from framebroker.transport import connect, make_socket
 
 from .backoff import Backoff
@@ -60,12 +61,14 @@ class ProducerStats:
     source_failures: int  # failed opens, lost streams and watchdog trips
 
 
-class Producer:
-    """Publishes one source as one stream. ``start()``, ``run()``, ``close()``.
+class Producer(Service):
+    """Publishes one source as one stream; the lifecycle of :class:`Service`.
 
     ``source`` overrides the source built from ``config.source``: a callable returning a
     new, unopened FrameSource (called again on every reopen).
     """
+
+    thread_name = "framebroker-producer"
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class Producer:
         source: Callable[[], FrameSource] | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self._factory = source or self._default_factory
         self._own_context = context is None
@@ -81,9 +85,6 @@ class Producer:
         self._sock: zmq.Socket[Any] | None = None
         self._link: LinkMonitor | None = None
         self._grabber: Grabber | None = None
-        self._closed = threading.Event()
-        self._running = False
-        self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._warn = RateLimitedLog(log)
         self.session = 0
         self._seq = 0
@@ -105,66 +106,42 @@ class Producer:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
+    def _open(self) -> None:
         """Connect to the broker's ingest endpoint and start grabbing."""
-        with self._lock:
-            if self._sock is not None or self._closed.is_set():
-                return
-            if self._context is None:
-                self._context = zmq.Context()
-            sock = make_socket(self._context, zmq.PUB, conflate=True)
-            try:
-                self.config.security.secure(sock, "broker")
-                connect(sock, self.config.ingest)
-            except TransportError:
-                sock.close(linger=0)
-                raise
-            self._sock = sock
-            self._link = LinkMonitor(sock, self.config.ingest)
-            self.session = secrets.randbits(63)
-            self._grabber = Grabber(
-                self._factory,
-                open_timeout=self.config.open_timeout,
-                read_timeout=self.config.read_timeout,
-                backoff=Backoff(
-                    initial=min(0.5, self.config.max_backoff), maximum=self.config.max_backoff
-                ),
-            )
-            log.info(
-                "producing stream %r to %s (session %x)",
-                self.config.stream,
-                self.config.ingest,
-                self.session,
-            )
-            log.info("security: %s", self.config.security.describe("broker"))
-            self._grabber.start()
+        if self._context is None:
+            self._context = zmq.Context()
+        self._sock = make_socket(self._context, zmq.PUB, conflate=True)
+        self.config.security.secure(self._sock, "broker")
+        connect(self._sock, self.config.ingest)
+        self._link = LinkMonitor(self._sock, self.config.ingest)
+        self.session = secrets.randbits(63)
+        self._grabber = Grabber(
+            self._factory,
+            open_timeout=self.config.open_timeout,
+            read_timeout=self.config.read_timeout,
+            backoff=Backoff(
+                initial=min(0.5, self.config.max_backoff), maximum=self.config.max_backoff
+            ),
+        )
+        log.info(
+            "producing stream %r to %s (session %x)",
+            self.config.stream,
+            self.config.ingest,
+            self.session,
+        )
+        log.info("security: %s", self.config.security.describe("broker"))
+        self._grabber.start()
 
-    def run(self) -> None:
-        """Publish until close(), the source's clean end or ``config.duration``.
+    def _serve(self) -> None:
+        """Publish until stopped, the source's clean end or ``config.duration``.
 
         Raises SourceError when the source failed for good (e.g. a missing file).
         """
-        self.start()
-        with self._lock:
-            grabber = self._grabber
-            if grabber is None or self._closed.is_set():
-                return
-            self._running = True
-        try:
-            self._loop(grabber)
-        finally:
-            self._running = False
-            self._release()
+        grabber = self._grabber
+        assert grabber is not None
+        self._loop(grabber)
         if grabber.state is GrabberState.FAILED:
             raise SourceError(grabber.error)
-
-    def close(self) -> None:
-        """Stop: run() returns within ~0.1 s. Safe from any thread, more than once."""
-        self._closed.set()
-        with self._lock:
-            running = self._running
-        if not running:
-            self._release()
 
     # --- the publish loop ------------------------------------------------------------
 
@@ -173,7 +150,7 @@ class Producer:
         if self.config.duration is not None:
             deadline = time.monotonic() + self.config.duration
         last = 0
-        while not self._closed.is_set():
+        while not self.stopping:
             if self._link is not None:
                 self._link.poll()
             if deadline is not None and time.monotonic() >= deadline:
@@ -198,7 +175,7 @@ class Producer:
         period = 1.0 / self.config.fps
         now = time.monotonic()
         if now < self._next_allowed:
-            if self._closed.wait(self._next_allowed - now):
+            if self._stopping.wait(self._next_allowed - now):
                 return None
             frame = grabber.latest or frame
             now = time.monotonic()
@@ -245,13 +222,12 @@ class Producer:
         return cv2.resize(image, size, interpolation=interpolation)
 
     def _release(self) -> None:
-        with self._lock:
-            grabber, self._grabber = self._grabber, None
-            sock, self._sock = self._sock, None
-            link, self._link = self._link, None
-            context = self._context if self._own_context else None
-            if self._own_context:
-                self._context = None
+        grabber, self._grabber = self._grabber, None
+        sock, self._sock = self._sock, None
+        link, self._link = self._link, None
+        context = self._context if self._own_context else None
+        if self._own_context:
+            self._context = None
         if grabber is not None:
             grabber.close()
             self._final = self._snapshot(grabber)

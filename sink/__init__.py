@@ -2,6 +2,7 @@
 
 ::
 
+    config.py     SinkConfig: the sink's settings and their flags
     service.py    Sink: the results and acknowledged results ports (PULL, ROUTER)
     record.py     ResultRecord: one stored result, its result map as plain JSON
     store.py      ResultStore, SQLiteStore, FanOutStore: the one home of the SQLite schema,
@@ -14,9 +15,10 @@
 Installed as ``framebroker.sink``; imports only the core (``framebroker``).
 """
 
+from .config import SinkConfig
 from .jsonl import JsonLinesStore
 from .record import ResultRecord
-from .service import Sink, SinkConfig, SinkStats
+from .service import Sink, SinkStats
 from .store import FanOutStore, ResultStore, SQLiteStore
 
 __all__ = [

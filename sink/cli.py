@@ -6,97 +6,39 @@ import argparse
 import os
 import sys
 
-from framebroker import metrics
 from framebroker.cli import EXIT_OK, Command
-from framebroker.config import (
-    RESULTS_PORT,
-    add_option,
-    bind_endpoint,
-    parse_bool,
-    parse_bytes,
-    parse_endpoint,
-    parse_positive,
-)
+from framebroker.cli_service import run_service
+from framebroker.config import add_option, parse_bool, parse_positive
+from framebroker.options import add_options, config_from_args
 from framebroker.security_cli import add_server_security_options, server_security
 from framebroker.signals import StopOnSignals
 
+from .config import SinkConfig
 from .metrics import SinkCollector
 from .results import follow, show
-from .service import AUTO, DEFAULT_DB, Sink, SinkConfig
+from .service import Sink
 from .store import SQLiteStore
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--db", default=DEFAULT_DB, help="SQLite results database")
+    add_options(parser, SinkConfig, only=("db",))
 
 
 # --- framebroker sink ---------------------------------------------------------------------
 
 
 def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(
-        parser,
-        "--results",
-        default=bind_endpoint(RESULTS_PORT),
-        type=parse_endpoint,
-        help="endpoint to bind for results (plain clients PUSH here, at-most-once)",
-    )
-    add_option(
-        parser,
-        "--acked-results",
-        default=AUTO,
-        type=_optional_endpoint,
-        help="endpoint to bind for acknowledged results (protocol v1.1, DEALER clients);"
-        " auto: the --results port + 2; none: off",
-    )
-    add_db_option(parser)
-    add_option(parser, "--jsonl", default=None, help="also append results to this JSON Lines file")
-    add_option(
-        parser,
-        "--max-message-size",
-        default="1M",
-        type=parse_bytes,
-        help="largest result message accepted, on both results ports; a peer sending more "
-        "is disconnected",
-    )
-    add_option(parser, "--batch-size", default=100, type=int, help="results per write transaction")
-    add_option(
-        parser,
-        "--flush-interval",
-        default=0.2,
-        type=parse_positive,
-        help="seconds a result may wait before it is written",
-    )
+    add_options(parser, SinkConfig)
     add_server_security_options(parser)
 
 
+def sink_config(args: argparse.Namespace) -> SinkConfig:
+    return config_from_args(SinkConfig, args, security=server_security(args))
+
+
 def run_sink(args: argparse.Namespace) -> int:
-    config = SinkConfig(
-        results=args.results,
-        acked_results=args.acked_results,
-        db=args.db,
-        jsonl=args.jsonl,
-        max_message_size=args.max_message_size,
-        batch_size=args.batch_size,
-        flush_interval=args.flush_interval,
-        security=server_security(args),
-    )
-    sink = Sink(config)
-    metrics.expose(SinkCollector(sink))
-    sink.start()
-    try:
-        with StopOnSignals(sink.stop) as signals:
-            sink.run()
-    finally:
-        sink.close()
-    return signals.exit_code
-
-
-def _optional_endpoint(text: str) -> str | None:
-    lowered = text.strip().lower()
-    if lowered == AUTO:
-        return AUTO
-    return None if lowered in ("", "none", "off") else parse_endpoint(text)
+    sink = Sink(sink_config(args))
+    return run_service(sink, SinkCollector(sink))
 
 
 SINK = Command(

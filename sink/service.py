@@ -20,9 +20,10 @@ With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that adm
 allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
 are counted in ``SinkStats.auth_rejected`` and logged.
 
+The lifecycle is :class:`framebroker.service.Service`'s::
+
     sink = Sink(SinkConfig(results="tcp://127.0.0.1:0", db="results.sqlite"))
-    sink.start()                 # binds; sink.results_endpoint is the real endpoint
-    threading.Thread(target=sink.run).start()
+    sink.run_in_thread()         # binds (sink.results_endpoint is the real endpoint), runs
     ...
     sink.close()                 # from any other thread: stop, flush, release
 """
@@ -30,78 +31,34 @@ are counted in ``SinkStats.auth_rejected`` and logged.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from framebroker.config import (
-    RESULTS_PORT,
-    acked_endpoint,
-    bind_endpoint,
-    parse_endpoint,
-)
-from framebroker.errors import ConfigError, ProtocolError, StoreError, TransportError
+from framebroker.errors import ProtocolError, StoreError, TransportError
 from framebroker.multipart import recv_parts
 from framebroker.protocol import decode_result, encode_ack, peek_result_id
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.security import PLAINTEXT_SERVER, ServerGuard, ServerSecurity
+from framebroker.security import ServerGuard
+from framebroker.service import Service
 from framebroker.transport import bind, make_socket
 
+from .config import SinkConfig
 from .jsonl import JsonLinesStore
 from .record import ResultRecord
 from .store import FanOutStore, ResultStore, SQLiteStore
 
+__all__ = ["Sink", "SinkConfig", "SinkStats", "open_store"]  # SinkConfig: from .config
+
 log = logging.getLogger("framebroker.sink")
 
-AUTO = "auto"  # acked_results: the results endpoint's port + 2 (see acked_endpoint)
-DEFAULT_DB = "framebroker-results.sqlite"
-# Results are maps of numbers and short strings. Decoding msgpack can take ~75x the
-# message in memory (a 16 MiB body of nested empty arrays: 1.2 GB and 4.8 s), so a
-# generous 1 MiB bounds what one message may cost; raise it for processors that need it.
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 _POLL_MS = 100  # upper bound on how long stop()/close() waits for the loop to notice
 _RETRY_S = 1.0  # after a failed write, wait this long before trying again
 _FINAL_DRAIN_LIMIT = 100_000
 _COUNTERS = ("received", "stored", "duplicates", "malformed", "store_errors", "dropped")
 _ACK_LINGER_MS = 500  # on close, give the last acknowledgements this long to leave
-
-
-@dataclass(frozen=True)
-class SinkConfig:
-    """Everything the sink needs; validated on construction (ConfigError)."""
-
-    results: str = bind_endpoint(RESULTS_PORT)
-    acked_results: str | None = AUTO  # None: no acknowledged results port
-    db: str = DEFAULT_DB
-    jsonl: str | None = None
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    batch_size: int = 100
-    flush_interval: float = 0.2
-    rcvhwm: int = 10_000
-    max_pending: int = 100_000  # results kept for retry while the store is failing
-    security: ServerSecurity = PLAINTEXT_SERVER  # CURVE on both ports, or on none
-
-    def __post_init__(self) -> None:
-        parse_endpoint(self.results)
-        if self.acked_results == AUTO:
-            object.__setattr__(self, "acked_results", acked_endpoint(self.results))
-        if self.acked_results is not None:
-            parse_endpoint(self.acked_results)
-        if not self.db:
-            raise ConfigError("the results database path (--db) must not be empty")
-        if self.jsonl == "":
-            raise ConfigError("--jsonl needs a file path")
-        if self.max_message_size < 1024:
-            raise ConfigError(f"max message size {self.max_message_size} is below 1 KiB")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
-        if not 0 < self.flush_interval <= 60:
-            raise ConfigError(f"flush interval must be in (0, 60] s, not {self.flush_interval}")
-        if self.rcvhwm < 1 or self.max_pending < self.batch_size:
-            raise ConfigError("rcvhwm must be >= 1 and max_pending >= batch_size")
 
 
 @dataclass(frozen=True)
@@ -132,10 +89,13 @@ def open_store(config: SinkConfig) -> ResultStore:
     return FanOutStore([sqlite, jsonl])
 
 
-class Sink:
+class Sink(Service):
     """Binds the results port and stores every well-formed result message."""
 
+    thread_name = "framebroker-sink"
+
     def __init__(self, config: SinkConfig, store: ResultStore | None = None) -> None:
+        super().__init__()
         self.config = config
         self._store = store
         self._ctx: zmq.Context[Any] | None = None
@@ -143,11 +103,6 @@ class Sink:
         self._router: zmq.Socket[Any] | None = None
         self._endpoint: str | None = None
         self._acked_endpoint: str | None = None
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._done = threading.Event()
-        self._close_lock = threading.Lock()
-        self._closed = False
         self._pending: list[ResultRecord] = []
         # (peer routing id, delivery id) per pending record; None for PUSHed results
         self._pending_acks: list[tuple[bytes, int] | None] = []
@@ -170,93 +125,63 @@ class Sink:
         """The acknowledged results endpoint really bound (None when disabled)."""
         return self._acked_endpoint
 
-    def start(self) -> None:
-        """Open the store and bind the results port. Raises StoreError / TransportError."""
-        if self._sock is not None:
-            raise TransportError("the sink is already started")
+    def _open(self) -> None:
+        """Open the store and bind the results ports. Raises StoreError / TransportError."""
         if self._store is None:
             self._store = open_store(self.config)
         self._ctx = zmq.Context()
-        sock = make_socket(
-            self._ctx,
-            zmq.PULL,
-            linger_ms=0,
-            rcvhwm=self.config.rcvhwm,
-            maxmsgsize=self.config.max_message_size,
+        cfg = self.config
+        self._sock = make_socket(
+            self._ctx, zmq.PULL, linger_ms=0, rcvhwm=cfg.rcvhwm, maxmsgsize=cfg.max_message_size
         )
-        router = None
-        try:
-            self._guard.start(self._ctx)  # before any bind: CURVE on both ports, or on none
-            self._guard.secure(sock, "results")
-            self._endpoint = bind(sock, self.config.results)
-            if self.config.acked_results is not None:
-                router = make_socket(
-                    self._ctx,
-                    zmq.ROUTER,
-                    linger_ms=_ACK_LINGER_MS,
-                    rcvhwm=self.config.rcvhwm,
-                    maxmsgsize=self.config.max_message_size,
-                )
-                self._guard.secure(router, "acked_results")
-                self._acked_endpoint = bind(router, self.config.acked_results)
-        except TransportError:
-            self._guard.close()
-            sock.close(linger=0)
-            if router is not None:
-                router.close(linger=0)
-            self._release()
-            raise
-        self._sock = sock
-        self._router = router
+        self._guard.start(self._ctx)  # before any bind: CURVE on both ports, or on none
+        self._guard.secure(self._sock, "results")
+        self._endpoint = bind(self._sock, cfg.results)
+        if cfg.acked_results is not None:
+            self._router = make_socket(
+                self._ctx,
+                zmq.ROUTER,
+                linger_ms=_ACK_LINGER_MS,
+                rcvhwm=cfg.rcvhwm,
+                maxmsgsize=cfg.max_message_size,
+            )
+            self._guard.secure(self._router, "acked_results")
+            self._acked_endpoint = bind(self._router, cfg.acked_results)
         log.info(
             "sink: results on %s, acknowledged results on %s, stored in %s",
             self._endpoint,
             self._acked_endpoint or "-",
             self._where(),
         )
-        binds = {"results": self.config.results, "acked_results": self.config.acked_results}
+        binds = {"results": cfg.results, "acked_results": cfg.acked_results}
         self._guard.announce({name: e for name, e in binds.items() if e is not None})
 
-    def run(self) -> None:
-        """Receive and store until stop() or close(); then store what already arrived."""
-        if self._sock is None:
-            raise TransportError("the sink is not started; call start() first")
+    def _serve(self) -> None:
+        """Receive and store until stopped; then store what already arrived."""
         poller = zmq.Poller()
         sockets = [s for s in (self._sock, self._router) if s is not None]
         for s in sockets:
             poller.register(s, zmq.POLLIN)
-        self._running.set()
-        try:
-            while not self._stop.is_set():
-                for s, _ in poller.poll(self._poll_timeout_ms()):
-                    self._drain(s, self._room())
-                self._maybe_flush()
-                self._guard.poll()
-            for s in sockets:
-                self._drain(s, _FINAL_DRAIN_LIMIT)
-            self._final_flush()
-        finally:
-            self._done.set()
+        while not self.stopping:
+            for s, _ in poller.poll(self._poll_timeout_ms()):
+                self._drain(s, self._room())
+            self._maybe_flush()
+            self._guard.poll()
+        for s in sockets:
+            self._drain(s, _FINAL_DRAIN_LIMIT)
+        self._final_flush()
 
-    def stop(self) -> None:
-        """Ask run() to finish (flushing first). Safe in a signal handler; returns at once."""
-        self._stop.set()
-
-    def close(self) -> None:
-        """Stop run() (waiting for its final flush), then release the socket and store."""
-        self._stop.set()
-        if self._running.is_set() and not self._done.wait(timeout=10.0):
-            log.error("sink: the receive loop did not stop within 10 s; closing anyway")
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _release(self) -> None:
+        """Release the sockets (the router lingers briefly: the last acks) and the store."""
         self._guard.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         if self._router is not None:
-            self._router.close()  # lingers briefly: the last acknowledgements
-        self._release()
+            self._router.close()
+        if self._store is not None:
+            self._store.close()
+        if self._ctx is not None:
+            self._ctx.term()
         stats = self.stats()
         log.info(
             "sink: closed; %d received, %d stored, %d duplicates, %d malformed, %d dropped",
@@ -388,12 +313,6 @@ class Sink:
             log.error("sink: %d results could not be stored before exit", len(self._pending))
             self._pending = []
             self._pending_acks = []
-
-    def _release(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        if self._ctx is not None:
-            self._ctx.term()
 
     def _where(self) -> str:
         if self.config.jsonl:

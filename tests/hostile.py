@@ -39,7 +39,7 @@ def result(seq: int, consumer: str = "good", delivery: int | None = None) -> Res
 def running_broker(**fields: Any) -> Iterator[Broker]:
     """A broker on random loopback ports, run in a thread (``with``: closed at the end)."""
     config = {"ingest": LOOPBACK, "publish": LOOPBACK, "control": LOOPBACK, "log_stats": 0.0}
-    with Broker(BrokerConfig(**(config | fields))) as broker:
+    with Broker(BrokerConfig(**(config | fields))).run_in_thread() as broker:
         yield broker
 
 

@@ -75,7 +75,7 @@ def make_broker(**overrides) -> Broker:
 
 @pytest.fixture
 def broker():
-    with make_broker() as b:
+    with make_broker().run_in_thread() as b:
         yield b
 
 
@@ -186,7 +186,7 @@ def test_repeated_subscription_is_seen_and_served(broker, ctx):
 
 
 def test_stream_listing_and_stale_streams_are_not_cached():
-    with make_broker(stale_after=0.5) as broker:
+    with make_broker(stale_after=0.5).run_in_thread() as broker:
         context = zmq.Context()
         pub = context.socket(zmq.PUB)
         sub = None
@@ -295,7 +295,7 @@ def test_known_stream_frames_with_bad_stream_session_or_seq_get_the_full_check(b
 
 
 def test_oversize_message_disconnects_the_sender_not_the_broker(ctx):
-    with make_broker(max_message_size=4096) as broker:
+    with make_broker(max_message_size=4096).run_in_thread() as broker:
         sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
         pub = ctx(zmq.PUB, broker.ingest_endpoint)
         pub.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -364,7 +364,7 @@ def test_lifecycle_close_without_run_and_twice():
 
 
 def test_bind_failure_is_a_transport_error_and_leaks_nothing():
-    with make_broker() as first:
+    with make_broker().run_in_thread() as first:
         second = make_broker(publish=first.publish_endpoint)
         with pytest.raises(TransportError, match="cannot bind"):
             second.start()
@@ -374,7 +374,7 @@ def test_bind_failure_is_a_transport_error_and_leaks_nothing():
 
 def test_close_from_another_thread_stops_run():
     broker = make_broker()
-    thread = broker.run_in_thread()
+    thread = broker.run_in_thread().thread
     broker.close()
     assert not thread.is_alive()
 

@@ -127,7 +127,7 @@ def run_consumer():
 
     def make(config, processor, **kwargs):
         consumer = Consumer(config, processor, **kwargs)
-        running.append((consumer, consumer.run_in_thread()))
+        running.append((consumer, consumer.run_in_thread().thread))
         return consumer
 
     yield make
@@ -157,6 +157,7 @@ def collect(sock, until, timeout=10.0):
 
 
 def config(pub, results=None, **kwargs):
+    kwargs.setdefault("acked_results", None)  # results PUSHed to ``results`` (at-most-once)
     return ConsumerConfig(name="t1", publish=pub.endpoint, results=results, **kwargs)
 
 
@@ -303,7 +304,7 @@ def test_close_before_run_and_run_after_close_return_at_once(publish):
 def test_duration_stops_the_consumer(publish):
     pub = publish(["cam1"])
     consumer = Consumer(config(pub, duration=0.5), stats_like)
-    thread = consumer.run_in_thread()
+    thread = consumer.run_in_thread().thread
     thread.join(5)
     assert not thread.is_alive()
     assert consumer.stats.processed > 0

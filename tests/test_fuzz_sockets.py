@@ -75,7 +75,7 @@ def start_broker(**limits: Any) -> tuple[Broker, threading.Thread]:
         limits=BrokerLimits(**limits),
     )
     broker = Broker(config)
-    return broker, broker.run_in_thread()
+    return broker, broker.run_in_thread().thread
 
 
 class GoodStream:

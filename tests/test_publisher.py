@@ -25,7 +25,8 @@ LOOPBACK = "tcp://127.0.0.1:0"
 
 @pytest.fixture
 def broker() -> Iterator[Broker]:
-    with Broker(BrokerConfig(ingest=LOOPBACK, publish=LOOPBACK, control=LOOPBACK)) as running:
+    config = BrokerConfig(ingest=LOOPBACK, publish=LOOPBACK, control=LOOPBACK)
+    with Broker(config).run_in_thread() as running:
         yield running
 
 

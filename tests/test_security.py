@@ -128,7 +128,7 @@ def curve_broker(keys):
         stale_after=30.0,
         security=keys.server("broker"),
     )
-    with Broker(config) as b:
+    with Broker(config).run_in_thread() as b:
         yield b
 
 
@@ -380,7 +380,7 @@ def broker_with_empty_allow_list(keys, tmp_path: Path) -> tuple[BrokerConfig, Pa
 def test_keys_added_to_the_allow_list_are_admitted_without_a_restart(keys, peers, tmp_path):
     config, allow = broker_with_empty_allow_list(keys, tmp_path)
     later = ClientSecurity(key=keys.secret("later"), broker_key=str(keys.root / "broker.key"))
-    with Broker(config) as b:
+    with Broker(config).run_in_thread() as b:
         with pytest.raises(TransportError):
             control.request(b.control_endpoint, "ping", timeout=0.5, security=later)
         shutil.copy(keys.root / "later.key", allow)
@@ -395,7 +395,7 @@ def test_a_plaintext_broker_refuses_curve_clients_and_says_why(keys, peers, capl
     the test tries a few times."""
     caplog.set_level(logging.WARNING, logger="framebroker.security")
     config = BrokerConfig(ingest=LOOPBACK, publish=LOOPBACK, control=LOOPBACK, log_stats=0.0)
-    with Broker(config) as b:
+    with Broker(config).run_in_thread() as b:
         for _ in range(10):
             with pytest.raises(TransportError):
                 control.request(
@@ -465,7 +465,7 @@ def test_a_refused_producer_gets_in_once_its_key_is_allowed(keys, tmp_path, capl
     its key to the allow-list is enough."""
     config, allow = broker_with_empty_allow_list(keys, tmp_path)
     caplog.set_level(logging.INFO, logger="framebroker")
-    with Broker(config) as b:
+    with Broker(config).run_in_thread() as b:
         producer = Producer(
             ProducerConfig(
                 source="test:64x48@10",

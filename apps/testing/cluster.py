@@ -18,7 +18,6 @@ database, read back through the sink's own reader.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,14 +43,11 @@ _RESEND_S = 0.05  # publish(): how long to wait for the broker before sending ag
 class LocalCluster:
     """A running broker and sink; see :func:`local_cluster`, which makes and closes one."""
 
-    def __init__(
-        self, folder: Path, broker: Broker, sink: Sink, sink_thread: threading.Thread
-    ) -> None:
+    def __init__(self, folder: Path, broker: Broker, sink: Sink) -> None:
         self.folder = folder
         self.db = Path(sink.config.db)
         self.broker = broker
         self.sink = sink
-        self._sink_thread = sink_thread
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._pub: zmq.Socket[Any] | None = None
         self._reader: SQLiteStore | None = None
@@ -149,13 +145,8 @@ class LocalCluster:
         ``fields`` are ConsumerConfig settings, e.g. ``streams=("cam1",)``, ``group=...``.
         On leaving, the consumer stops and sends its last results before this returns.
         """
-        consumer = Consumer(self.consumer_config(**fields), processor)
-        thread = consumer.run_in_thread()
-        try:
+        with Consumer(self.consumer_config(**fields), processor).run_in_thread() as consumer:
             yield consumer
-        finally:
-            consumer.close()
-            thread.join(timeout=10)
 
     # --- results out ----------------------------------------------------------------
 
@@ -195,7 +186,6 @@ class LocalCluster:
         self._ctx.term()
         self.broker.close()
         self.sink.close()
-        self._sink_thread.join(timeout=10)
 
 
 @contextlib.contextmanager
@@ -212,13 +202,11 @@ def local_cluster(folder: str | Path, **broker_fields: Any) -> Iterator[LocalClu
     sink = Sink(SinkConfig(results=LOOPBACK, db=str(db), flush_interval=0.05))
     broker.run_in_thread()
     try:
-        sink.start()
+        sink.run_in_thread()
     except BaseException:
         broker.close()
         raise
-    thread = threading.Thread(target=sink.run, name="framebroker-sink", daemon=True)
-    thread.start()
-    cluster = LocalCluster(Path(folder), broker, sink, thread)
+    cluster = LocalCluster(Path(folder), broker, sink)
     try:
         yield cluster
     finally:

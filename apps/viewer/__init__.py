@@ -14,8 +14,9 @@ has drawn the last one, and the server then sends the newest frame it has. A slo
 therefore sees fewer frames, never older ones: nothing queues anywhere.
 """
 
+from .config import ViewerConfig
 from .hub import FrameHub, LatestFrame
 from .results import ResultsReader
-from .service import Viewer, ViewerConfig
+from .service import Viewer
 
 __all__ = ["FrameHub", "LatestFrame", "ResultsReader", "Viewer", "ViewerConfig"]

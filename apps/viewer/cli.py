@@ -4,57 +4,36 @@ from __future__ import annotations
 
 import argparse
 
-from framebroker import metrics
-from framebroker.cli import Command, parse_port
-from framebroker.config import add_broker_options, add_option, resolve_endpoint
-from framebroker.consumers.config import parse_patterns
-from framebroker.protocol import subscription_for
+from framebroker.cli import Command
+from framebroker.cli_service import run_service
+from framebroker.config import add_broker_options, resolve_endpoint
+from framebroker.options import add_options, config_from_args
 from framebroker.security_cli import add_client_security_options, client_security
-from framebroker.signals import StopOnSignals
 
+from .config import ViewerConfig
 from .metrics import ViewerCollector
-from .service import Viewer, ViewerConfig
+from .service import Viewer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_broker_options(parser, "publish", "control")
-    add_option(
-        parser,
-        "--db",
-        default=None,
-        metavar="PATH",
-        help="the sink's SQLite database, read for result overlays (default: no results)",
-    )
-    add_option(parser, "--http-host", default="0.0.0.0", help="address the web server binds")
-    add_option(
-        parser, "--http-port", default=8080, type=parse_port, help="web server port (0: any)"
-    )
-    add_option(
-        parser,
-        "--streams",
-        default="*",
-        metavar="PATTERN",
-        help="streams to show, comma separated: cam1, site1/ (a group), * (all)",
-    )
+    add_options(parser, ViewerConfig)
     add_client_security_options(parser, "broker")
 
 
-def run(args: argparse.Namespace) -> int:
-    patterns = parse_patterns(args.streams)
-    config = ViewerConfig(
+def viewer_config(args: argparse.Namespace) -> ViewerConfig:
+    return config_from_args(
+        ViewerConfig,
+        args,
         publish=resolve_endpoint(args, "publish"),
         control=resolve_endpoint(args, "control"),
-        db=args.db,
-        host=args.http_host,
-        port=args.http_port,
-        subscriptions=tuple(subscription_for(p) for p in patterns),
         security=client_security(args, "broker"),
     )
-    viewer = Viewer(config)
-    metrics.expose(ViewerCollector(viewer))
-    with StopOnSignals(viewer.stop) as signals:
-        viewer.run()
-    return signals.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
+    viewer = Viewer(viewer_config(args))
+    return run_service(viewer, ViewerCollector(viewer))
 
 
 VIEW = Command(

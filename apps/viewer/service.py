@@ -1,28 +1,30 @@
 """The viewer's HTTP service (aiohttp): pages, the stream list, live frames.
 
-``Viewer.start()`` connects to the broker and binds the HTTP port (``http_endpoint`` is
-then the real URL), ``run()`` serves until ``stop()``/``close()``. Everything runs on one
-event loop in the thread that calls ``run()``; only the control request and the SQLite
-reads go to the default executor.
+The lifecycle is :class:`framebroker.service.Service`'s: ``start()`` connects to the
+broker and binds the HTTP port (``http_endpoint`` is then the real URL), ``run()`` serves
+until ``stop()``/``close()``. The viewer owns one event loop: ``start()`` runs it until
+bound, ``run()`` runs it until stopped (in the thread that calls ``run()``), ``close()``
+runs it to clean up and closes it. Only the control request and the SQLite reads go to
+the loop's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import threading
 import time
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from framebroker import control
-from framebroker.errors import FrameBrokerError
-from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.errors import FrameBrokerError, TransportError
+from framebroker.service import Service
 
+from .config import ViewerConfig
 from .hub import FrameHub, jpeg_of
 from .results import ResultsReader
 
@@ -33,23 +35,11 @@ RESULTS_EVERY_S = 0.25  # how often the results database is read
 WAIT_S = 5.0  # a client's wait for a newer frame before it hears "no frame yet"
 
 
-@dataclass(frozen=True)
-class ViewerConfig:
-    publish: str = "tcp://127.0.0.1:5556"
-    control: str = "tcp://127.0.0.1:5558"
-    db: str | None = None
-    host: str = "0.0.0.0"
-    port: int = 8080
-    subscriptions: tuple[bytes, ...] = (b"",)
-    quality: int = 80  # for raw streams, encoded to JPEG for the browser
-    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
+class Viewer(Service):
+    thread_name = "framebroker-viewer"
 
-    def __post_init__(self) -> None:
-        self.security.require("broker")
-
-
-class Viewer:
     def __init__(self, config: ViewerConfig) -> None:
+        super().__init__()
         self.config = config
         self.hub = FrameHub(config.publish, config.subscriptions, config.security)
         self.results = ResultsReader(config.db) if config.db else None
@@ -59,64 +49,79 @@ class Viewer:
         self.frames_sent = 0
         self.http_endpoint = ""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._stop_requested = threading.Event()
+        self._awake: asyncio.Event | None = None  # set (on the loop) by stop()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Serve until stop(); blocks. Binds first (``http_endpoint`` is set once bound)."""
-        asyncio.run(self._main())
+    def _open(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._bind())
 
-    def stop(self) -> None:
-        """Ask run() to return; safe from any thread and from a signal handler."""
-        self._stop_requested.set()
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            loop.call_soon_threadsafe(stopping.set)
+    def _serve(self) -> None:
+        assert self._loop is not None
+        self._loop.run_until_complete(self._until_stopped())
 
-    close = stop
+    def _wake(self) -> None:
+        loop, awake = self._loop, self._awake
+        if loop is not None and awake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(awake.set)
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        if self._stop_requested.is_set():
-            return
+    def _release(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return  # nothing opened (the results database opens on the first read)
+        try:
+            loop.run_until_complete(self._cleanup())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+        log.info("viewer stopped: %d frames sent to browsers", self.frames_sent)
+
+    async def _bind(self) -> None:
         await self.hub.start()
         self._runner = web.AppRunner(self.app(), handle_signals=False)
         await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
         try:
-            site = web.TCPSite(self._runner, self.config.host, self.config.port)
             await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1] if sockets else self.config.port
-            host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
-            self.http_endpoint = f"http://{host}:{port}/"
-            log.info(
-                "viewer on %s (frames from %s, streams from %s, results from %s)",
-                self.http_endpoint,
-                self.config.publish,
-                self.config.control,
-                self.config.db or "nowhere (no --db)",
-            )
-            log.info("viewer security: %s", self.config.security.describe("broker"))
-            self._tasks = [
-                asyncio.create_task(self._refresh_streams()),
-                asyncio.create_task(self._refresh_results()),
-            ]
-            await self._stopping.wait()
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        except OSError as exc:
+            where = f"{self.config.host}:{self.config.port}"
+            raise TransportError(f"viewer: cannot serve HTTP on {where}: {exc}") from exc
+        sockets = getattr(site._server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else self.config.port
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+        self.http_endpoint = f"http://{host}:{port}/"
+        log.info(
+            "viewer on %s (frames from %s, streams from %s, results from %s)",
+            self.http_endpoint,
+            self.config.publish,
+            self.config.control,
+            self.config.db or "nowhere (no --db)",
+        )
+        log.info("viewer security: %s", self.config.security.describe("broker"))
+
+    async def _until_stopped(self) -> None:
+        self._awake = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._refresh_streams()),
+            asyncio.create_task(self._refresh_results()),
+        ]
+        if not self.stopping:  # a stop() before _awake existed woke nobody
+            await self._awake.wait()
+
+    async def _cleanup(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
             await self._runner.cleanup()
-            await self.hub.close()
-            if self.results is not None:
-                self.results.close()
-            log.info("viewer stopped: %d frames sent to browsers", self.frames_sent)
+        await self.hub.close()
+        if self.results is not None:
+            self.results.close()
 
     async def _refresh_streams(self) -> None:
         loop = asyncio.get_running_loop()
@@ -225,7 +230,7 @@ class Viewer:
         self.clients += 1
         version = 0
         try:
-            while not self._stop_requested.is_set():
+            while not self.stopping:
                 frame = await self.hub.wait_newer(stream, version, WAIT_S)
                 if frame is None:
                     continue
@@ -255,7 +260,7 @@ class Viewer:
                 if msg.type != WSMsgType.TEXT or msg.data != "next":
                     continue
                 frame = None
-                while frame is None and not ws.closed and not self._stop_requested.is_set():
+                while frame is None and not ws.closed and not self.stopping:
                     frame = await self.hub.wait_newer(stream, version, WAIT_S)
                     data = jpeg_of(frame, self.config.quality) if frame else None
                     if frame is not None and data is None:

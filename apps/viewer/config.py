@@ -1,0 +1,72 @@
+"""ViewerConfig: where the viewer gets frames, streams and results, where it serves them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from framebroker.cli import parse_port
+from framebroker.config import CONTROL_PORT, PUBLISH_PORT, connect_endpoint, parse_endpoint
+from framebroker.consumers.config import parse_patterns
+from framebroker.errors import ConfigError, ProtocolError
+from framebroker.options import option
+from framebroker.protocol import subscription_for
+from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    """``publish``/``control``: the broker's endpoints (flags ``--broker``, ``--publish``,
+    ``--control``); ``db``: the sink's SQLite database for result overlays (None: none);
+    ``host``/``port``: where the web server binds (port 0: any free one); ``streams``:
+    patterns of the streams shown; ``quality``: JPEG quality for raw streams."""
+
+    publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
+    control: str = connect_endpoint("127.0.0.1", CONTROL_PORT)
+    db: str | None = field(
+        default=None,
+        metadata=option(
+            "--db",
+            metavar="PATH",
+            help="the sink's SQLite database, read for result overlays (default: no results)",
+        ),
+    )
+    host: str = field(
+        default="0.0.0.0", metadata=option("--http-host", help="address the web server binds")
+    )
+    port: int = field(
+        default=8080,
+        metadata=option("--http-port", type=parse_port, help="web server port (0: any)"),
+    )
+    streams: tuple[str, ...] = field(
+        default=("*",),
+        metadata=option(
+            "--streams",
+            show=",".join,
+            convert=parse_patterns,
+            metavar="PATTERN",
+            help="streams to show, comma separated: cam1, site1/ (a group), * (all)",
+        ),
+    )
+    quality: int = 80  # for raw streams, encoded to JPEG for the browser
+    security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
+
+    def __post_init__(self) -> None:
+        parse_endpoint(self.publish)
+        parse_endpoint(self.control)
+        streams = parse_patterns(self.streams)
+        if not streams:
+            raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")
+        object.__setattr__(self, "streams", streams)
+        for pattern in streams:
+            try:
+                subscription_for(pattern)
+            except ProtocolError as exc:
+                raise ConfigError(f"bad stream pattern {pattern!r}: {exc}") from None
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port out of range 0..65535: {self.port}")
+        self.security.require("broker")
+
+    @property
+    def subscriptions(self) -> tuple[bytes, ...]:
+        """The SUB prefixes of ``streams``."""
+        return tuple(subscription_for(p) for p in self.streams)
