@@ -15,6 +15,7 @@ from framebroker.config import (
     RESULTS_PORT,
     WORK_PORT,
     acked_endpoint,
+    check_endpoints,
     connect_endpoint,
     parse_endpoint,
     parse_optional_endpoint,
@@ -162,7 +163,7 @@ class ConsumerConfig:
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigError(f"consumer name must be non-empty without spaces: {self.name!r}")
-        parse_endpoint(self.publish)
+        check_endpoints(self.publish)  # one broker or a set (framebroker.brokerset)
         if self.results is not None:
             parse_endpoint(self.results)
         if self.acked_results == AUTO:
@@ -195,7 +196,7 @@ class ConsumerConfig:
             validate_group(self.group or "")
         except ProtocolError as exc:
             raise ConfigError(str(exc)) from None
-        parse_endpoint(self.work)
+        check_endpoints(self.work)
         if self.fps is not None:
             raise ConfigError(
                 "--fps does not apply to a work group: the group's workers share the frames "

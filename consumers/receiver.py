@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -37,8 +38,10 @@ class Receiver:
         slots: LatestSlots,
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         self._sock = sock
+        self._tick = tick  # called in this thread each turn: a broker set's connect/disconnect
         self._slots = slots
         self._stats = stats
         self._bad_input = bad_input
@@ -47,6 +50,8 @@ class Receiver:
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
+                if self._tick is not None:
+                    self._tick()
                 try:
                     message = self._sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:

@@ -26,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from framebroker.brokerset import Connections, EndpointSet, connect_all
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
@@ -40,6 +41,7 @@ from .results import AckedSender, ResultSender, Sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
+from .work_set import WorkSet, work_client
 
 log = logging.getLogger("framebroker.consumer")
 
@@ -77,7 +79,9 @@ class Consumer(Service):
         self._owns_context = context is None
         self._sub: zmq.Socket[Any] | None = None
         self._dealer: zmq.Socket[Any] | None = None
-        self._work: WorkClient | None = None
+        self._work: WorkClient | WorkSet | None = None
+        self._endpoints: EndpointSet | None = None
+        self._connections: Connections | None = None
         self._push: zmq.Socket[Any] | None = None
         self._sender: Sender | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
@@ -97,18 +101,10 @@ class Consumer(Service):
             for prefix in self.config.subscriptions():
                 self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(self._sub, "broker")
-            connect(self._sub, self.config.publish)
+            self._endpoints, self._connections = connect_all(self._sub, self.config.publish)
         else:
-            self._dealer = make_socket(self._context, zmq.DEALER, linger_ms=0)
-            security.secure(self._dealer, "broker")
-            connect(self._dealer, self.config.work)
-            self._work = WorkClient(
-                self._dealer,
-                group=self.config.group,
-                streams=self.config.streams,
-                name=self.name,
-                stats=self.stats,
-                bad_input=self._bad_input,
+            self._endpoints, self._work = work_client(
+                self._context, self.config, self.stats, self._bad_input, self._dealer_socket
             )
         if self.config.acked_results is not None:
             self._push = make_socket(
@@ -145,6 +141,11 @@ class Consumer(Service):
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
 
+    def _dealer_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
+        assert self._context is not None
+        self._dealer = make_socket(self._context, kind, **options)
+        return self._dealer
+
     def _serve(self) -> None:
         """Process frames until stopped or ``duration`` passes.
 
@@ -170,7 +171,8 @@ class Consumer(Service):
         """The receive thread that fills the slots (none for a worker of a group)."""
         if self._sub is None:
             return None, None
-        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
+        tick = self._connections.sync if self._connections is not None else None
+        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input, tick=tick)
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
@@ -243,6 +245,11 @@ class Consumer(Service):
 
     def _release(self) -> None:
         """Close sockets (and the context if ours)."""
+        if isinstance(self._work, WorkSet):
+            self._work.close()
+        if self._endpoints is not None:
+            self._endpoints.close()
+        self._endpoints = self._connections = None
         for sock in (self._sub, self._dealer, self._push):
             if sock is not None:
                 sock.close()

@@ -15,7 +15,9 @@ from framebroker.config import (
     RESULTS_PORT,
     WORK_PORT,
     acked_endpoint,
+    broker_endpoints,
     connect_endpoint,
+    parse_broker,
 )
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
@@ -49,7 +51,9 @@ def subscribe(
     one and never one twice; :meth:`Subscription.latest` takes one with a timeout.
 
     The other parameters are ``framebroker consume``'s flags, with the same defaults:
-    ``broker`` is the host of the broker and the sink; ``publish``, ``work``, ``results``
+    ``broker`` is the host of the broker and the sink, or a broker set (``"b1,b2,b3"`` or
+    a name resolving to several addresses: every broker is subscribed to, the sink is
+    looked for on the first host); ``publish``, ``work``, ``results``
     override an endpoint (``tcp://HOST:PORT``). Results sent with
     :meth:`Subscription.send_result` go to the sink ACKNOWLEDGED (``acked_results="auto"``:
     the ``results`` port + 2; kept and resent until stored); ``acked_results=None`` (or
@@ -96,7 +100,8 @@ def subscription_config(
     security: ClientSecurity | None,
 ) -> ConsumerConfig:
     """The ConsumerConfig ``consume`` builds from the same flags (validated there)."""
-    results = (results or connect_endpoint(broker, RESULTS_PORT)) if send_results else None
+    sink = connect_endpoint(parse_broker(broker)[0], RESULTS_PORT)  # a set: its first host
+    results = (results or sink) if send_results else None
     choice = (acked_results or "none").strip()
     acked: str | None = choice
     if results is None or choice.lower() in ("", "none", "off"):
@@ -105,13 +110,13 @@ def subscription_config(
         acked = acked_endpoint(results)
     return ConsumerConfig(
         name=name or default_name(),
-        publish=publish or connect_endpoint(broker, PUBLISH_PORT),
+        publish=publish or broker_endpoints(broker, PUBLISH_PORT),
         results=results,
         acked_results=acked,
         streams=parse_patterns(streams),
         fps=fps,
         duration=duration,
         group=group or None,
-        work=work or connect_endpoint(broker, WORK_PORT),
+        work=work or broker_endpoints(broker, WORK_PORT),
         security=security or PLAINTEXT_CLIENT,
     )

@@ -32,10 +32,11 @@ from typing import Any
 
 import zmq
 
+from framebroker.brokerset import EndpointSet, connect_all
 from framebroker.errors import ConfigError, ProcessorError, TransportError
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .frame import Frame
@@ -44,6 +45,7 @@ from .results import AckedSender, Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
+from .work_set import WorkSet, work_client
 
 log = logging.getLogger("framebroker.consumer")
 
@@ -74,7 +76,8 @@ class Subscription:
         self._state = "new"  # -> started -> closed
         self._context: zmq.Context[Any] | None = None
         self._sockets: list[zmq.Socket[Any]] = []
-        self._work: WorkClient | None = None
+        self._work: WorkClient | WorkSet | None = None
+        self._endpoints: EndpointSet | None = None
         self._sender: Sender | None = None
         self._results_sock: zmq.Socket[Any] | None = None
         self._receiver: Receiver | None = None
@@ -115,19 +118,13 @@ class Subscription:
             for prefix in config.subscriptions():
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(sub, "broker")
-            connect(sub, config.publish)
-            self._receiver = Receiver(sub, self._slots, self.stats, self._bad_input)
+            self._endpoints, connections = connect_all(sub, config.publish)
+            self._receiver = Receiver(
+                sub, self._slots, self.stats, self._bad_input, tick=connections.sync
+            )
         else:
-            dealer = self._socket(zmq.DEALER, linger_ms=0)
-            security.secure(dealer, "broker")
-            connect(dealer, config.work)
-            self._work = WorkClient(
-                dealer,
-                group=config.group,
-                streams=config.streams,
-                name=config.name,
-                stats=self.stats,
-                bad_input=self._bad_input,
+            self._endpoints, self._work = work_client(
+                context, config, self.stats, self._bad_input, self._socket
             )
         results = connect_sender(context, config, self.stats)
         if results is not None:
@@ -176,6 +173,10 @@ class Subscription:
     def _teardown(self) -> None:
         """Close the sockets and the context. With the lock held, the receiver stopped."""
         self._state = "closed"
+        if isinstance(self._work, WorkSet):
+            self._work.close()
+        if self._endpoints is not None:
+            self._endpoints.close()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()

@@ -63,11 +63,23 @@ class WorkClient:
 
     def take(self, timeout: float) -> Frame | None:
         """Ask if due, then wait up to ``timeout`` seconds for a frame; None if none came."""
-        now = time.monotonic()
-        if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
-            self._ask(now)
+        self.ask_if_due(time.monotonic())
         if not self._sock.poll(int(timeout * 1000)):
             return None
+        return self.receive()
+
+    def ask_if_due(self, now: float, credit: int = CREDIT) -> None:
+        """Send the request (``credit`` frames) if none went out in the last HEARTBEAT_S."""
+        if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
+            self._ask(now, credit)
+
+    def revoke(self) -> None:
+        """Withdraw the credit (a request with credit 0); the next ask grants it again."""
+        self._ask(time.monotonic(), 0)
+        self._asked_at = None
+
+    def receive(self) -> Frame | None:
+        """The message waiting on the socket as a frame (None: a reply, or malformed)."""
         message = self._sock.recv(zmq.NOBLOCK, copy=False)
         data = message.buffer
         if is_reply(data):
@@ -91,12 +103,12 @@ class WorkClient:
         with contextlib.suppress(zmq.ZMQError):
             self._sock.send(encode_work_request(WorkRequest(op="leave")), zmq.NOBLOCK)
 
-    def _ask(self, now: float) -> None:
+    def _ask(self, now: float, credit: int = CREDIT) -> None:
         request = WorkRequest(
             op="ready",
             group=self._group,
             streams=self._streams,
-            credit=CREDIT,
+            credit=credit,
             received=self.received,
             name=self._name,
         )

@@ -1,13 +1,16 @@
-"""A client for the broker's control port: list streams, stats, ping."""
+"""A client for the broker's control port: list streams, stats, ping; of one broker or a set."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from framebroker import control_protocol
-from framebroker.errors import TransportError
+from framebroker.brokerset import EndpointSet
+from framebroker.errors import ProtocolError, TransportError
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
 
@@ -53,3 +56,44 @@ def request(
         return control_protocol.decode_reply(sock.recv())
     finally:
         sock.close(linger=0)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One broker's answer to a request sent to a whole set: a reply map, or why none."""
+
+    endpoint: str
+    reply: dict[str, Any] | None
+    error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.reply is not None
+
+
+def request_all(
+    endpoints: str,
+    op: str,
+    *,
+    timeout: float = 2.0,
+    security: ClientSecurity = PLAINTEXT_CLIENT,
+    **args: Any,
+) -> list[Answer]:
+    """Send ``op`` to every broker of the endpoint list ``endpoints`` (names resolved, as
+    :class:`framebroker.brokerset.EndpointSet` does), all at once; one Answer per broker,
+    in the set's order. A broker that does not answer within ``timeout`` gets an Answer
+    with ``reply=None`` and the reason; nothing is raised for it."""
+    members = EndpointSet(endpoints, every=0)
+    members.resolve()
+
+    def ask(endpoint: str) -> Answer:
+        try:
+            return Answer(
+                endpoint, request(endpoint, op, timeout=timeout, security=security, **args)
+            )
+        except (TransportError, ProtocolError) as exc:
+            return Answer(endpoint, None, str(exc))
+
+    targets = members.members()
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        return list(pool.map(ask, targets))

@@ -13,10 +13,10 @@ import msgpack
 
 from framebroker.config import (
     INGEST_PORT,
+    check_endpoints,
     connect_endpoint,
     env_name,
     parse_bool,
-    parse_endpoint,
     parse_positive,
     parse_size,
 )
@@ -181,7 +181,7 @@ class ProducerConfig:
             validate_stream_id(self.stream)
         except ProtocolError as exc:
             raise ConfigError(f"--stream: {exc}") from None
-        parse_endpoint(self.ingest)
+        check_endpoints(self.ingest)
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}: {self.encoding!r}")
         if isinstance(self.quality, bool) or not 1 <= self.quality <= 100:

@@ -71,6 +71,12 @@ class LinkMonitor:
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.connect(self._endpoint)
 
+    def follow(self, endpoint: str) -> None:
+        """The socket now connects to ``endpoint`` instead (its stream moved brokers)."""
+        self._endpoint = endpoint
+        self.connected = False
+        self._retry_at = None
+
     def _refused(self, why: str) -> None:
         self.refused += 1
         self._rlog.warning(

@@ -34,12 +34,11 @@ from framebroker.errors import CodecError, SourceError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
 
 from .backoff import Backoff
 from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
-from .link import LinkMonitor
+from .owner import OwnerLink
 from .source import FrameSource
 from .spec import make_source
 
@@ -83,7 +82,7 @@ class Producer(Service):
         self._own_context = context is None
         self._context = context
         self._sock: zmq.Socket[Any] | None = None
-        self._link: LinkMonitor | None = None
+        self._link: OwnerLink | None = None
         self._grabber: Grabber | None = None
         self._warn = RateLimitedLog(log)
         self.session = 0
@@ -110,10 +109,10 @@ class Producer(Service):
         """Connect to the broker's ingest endpoint and start grabbing."""
         if self._context is None:
             self._context = zmq.Context()
-        self._sock = make_socket(self._context, zmq.PUB, conflate=True)
-        self.config.security.secure(self._sock, "broker")
-        connect(self._sock, self.config.ingest)
-        self._link = LinkMonitor(self._sock, self.config.ingest)
+        self._link = OwnerLink(
+            self._context, self.config.stream, self.config.ingest, self.config.security
+        )
+        self._sock = self._link.open()
         self.session = secrets.randbits(63)
         self._grabber = Grabber(
             self._factory,
@@ -209,9 +208,25 @@ class Producer(Service):
         try:
             sock.send(message, copy=False)
         except zmq.ZMQError as exc:
-            raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
+            raise TransportError(f"cannot publish to {self._where()}: {exc}") from exc
         self._seq += 1
         self._published += 1
+
+    def _where(self) -> str:
+        link = self._link
+        return (link.endpoint if link is not None else None) or self.config.ingest
+
+    @property
+    def broker(self) -> str | None:
+        """The ingest endpoint the stream is published to now (its owner in a set)."""
+        link = self._link
+        return link.endpoint if link is not None else None
+
+    @property
+    def moves(self) -> int:
+        """Times the stream moved to another broker of the set."""
+        link = self._link
+        return link.moves if link is not None else 0
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         size = self.config.size
@@ -223,8 +238,8 @@ class Producer(Service):
 
     def _release(self) -> None:
         grabber, self._grabber = self._grabber, None
-        sock, self._sock = self._sock, None
         link, self._link = self._link, None
+        self._sock = None
         context = self._context if self._own_context else None
         if self._own_context:
             self._context = None
@@ -239,9 +254,7 @@ class Producer(Service):
                 grabber.frames,
             )
         if link is not None:
-            link.close()
-        if sock is not None:
-            sock.close()
+            link.close()  # closes the socket
         if context is not None:
             context.term()
 

@@ -31,7 +31,7 @@ import numpy as np
 import zmq
 
 from framebroker import codec
-from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import INGEST_PORT, broker_endpoints, check_endpoints, connect_endpoint
 from framebroker.errors import CodecError, ConfigError, ImageError, ProtocolError, TransportError
 from framebroker.protocol import (
     ENCODINGS,
@@ -41,10 +41,9 @@ from framebroker.protocol import (
     validate_stream_id,
 )
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.transport import connect, make_socket
 
 from .config import _check_meta
-from .link import LinkMonitor
+from .owner import OwnerLink
 
 log = logging.getLogger("framebroker.producers.publisher")
 
@@ -68,7 +67,7 @@ class PublisherConfig:
             validate_stream_id(self.stream)
         except ProtocolError as exc:
             raise ConfigError(f"stream: {exc}") from None
-        parse_endpoint(self.ingest)
+        check_endpoints(self.ingest)
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}: {self.encoding!r}")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int):
@@ -124,7 +123,7 @@ class Publisher:
     ) -> None:
         self.config = PublisherConfig(
             stream=stream,
-            ingest=ingest or connect_endpoint(broker, INGEST_PORT),
+            ingest=ingest or broker_endpoints(broker, INGEST_PORT),
             encoding=encoding,
             quality=quality,
             meta=meta or {},
@@ -136,7 +135,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._context: zmq.Context[Any] | None = None
         self._sock: zmq.Socket[Any] | None = None
-        self._link: LinkMonitor | None = None
+        self._link: OwnerLink | None = None
         self._closed = False
 
     @property
@@ -154,16 +153,13 @@ class Publisher:
         if self._sock is not None:
             return self._sock
         context = zmq.Context()
-        sock = make_socket(context, zmq.PUB, conflate=True)
+        link = OwnerLink(context, self.stream, self.config.ingest, self.config.security)
         try:
-            self.config.security.secure(sock, "broker")
-            connect(sock, self.config.ingest)
+            sock = link.open()
         except BaseException:
-            sock.close(linger=0)
             context.term()
             raise
-        self._context, self._sock = context, sock
-        self._link = LinkMonitor(sock, self.config.ingest)
+        self._context, self._sock, self._link = context, sock, link
         log.info(
             "publishing stream %r to %s (session %x)",
             self.stream,
@@ -173,13 +169,19 @@ class Publisher:
         return sock
 
     @property
+    def broker(self) -> str | None:
+        """The ingest endpoint frames go to now: the stream's owner in a broker set."""
+        with self._lock:
+            return None if self._link is None else self._link.endpoint
+
+    @property
     def connected(self) -> bool:
         """Whether the connection to the broker is up (as last reported by libzmq)."""
         with self._lock:
             if self._link is None:
                 return False
             self._link.poll()
-            return self._link.connected
+            return self._link.monitor is not None and self._link.monitor.connected
 
     def send(
         self,
@@ -222,7 +224,8 @@ class Publisher:
             try:
                 sock.send(encode_frame(header, encoded.payload), copy=False)
             except zmq.ZMQError as exc:
-                raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
+                where = self._link.endpoint or self.config.ingest
+                raise TransportError(f"cannot publish to {where}: {exc}") from exc
             self._seq += 1
             self.sent += 1
             return header.seq
@@ -235,8 +238,8 @@ class Publisher:
             sock, self._sock = self._sock, None
             context, self._context = self._context, None
         if link is not None:
-            link.close()
-        if sock is not None:
+            link.close()  # closes the socket
+        elif sock is not None:
             sock.close()
         if context is not None:
             context.term()

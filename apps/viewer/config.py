@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from framebroker.cli import parse_port
-from framebroker.config import CONTROL_PORT, PUBLISH_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import CONTROL_PORT, PUBLISH_PORT, check_endpoints, connect_endpoint
 from framebroker.consumers.config import parse_patterns
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
@@ -51,8 +51,8 @@ class ViewerConfig:
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
 
     def __post_init__(self) -> None:
-        parse_endpoint(self.publish)
-        parse_endpoint(self.control)
+        check_endpoints(self.publish)  # one broker or a set: every broker is subscribed to
+        check_endpoints(self.control)
         streams = parse_patterns(self.streams)
         if not streams:
             raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")

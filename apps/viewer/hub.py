@@ -21,12 +21,13 @@ import zmq
 import zmq.asyncio
 
 from framebroker import codec
+from framebroker.brokerset import Connections, EndpointSet, connect_all
 from framebroker.errors import CodecError, ProtocolError
 from framebroker.ordering import is_newer
 from framebroker.protocol import FrameHeader, decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 log = logging.getLogger("framebroker.viewer")
 
@@ -59,6 +60,9 @@ class LatestFrame:
         return self._jpeg
 
 
+SYNC_S = 1.0  # longest wait for a frame before the broker set is looked at again
+
+
 class FrameHub:
     """Subscribes to the broker's publish endpoint; keeps the newest frame per stream."""
 
@@ -79,6 +83,8 @@ class FrameHub:
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._endpoints: EndpointSet | None = None
+        self._connections: Connections | None = None
         self._bad = RateLimitedLog(log, interval=5.0)
 
     async def start(self) -> None:
@@ -87,7 +93,7 @@ class FrameHub:
         for prefix in self.subscriptions:
             sock.setsockopt(zmq.SUBSCRIBE, prefix)
         self.security.secure(sock, "broker")
-        connect(sock, self.publish)
+        self._endpoints, self._connections = connect_all(sock, self.publish)
         self._sock = sock
         self._task = asyncio.create_task(self._receive(), name="viewer-receive")
 
@@ -97,6 +103,9 @@ class FrameHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._endpoints is not None:
+            self._endpoints.close()
+            self._endpoints = self._connections = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -112,7 +121,12 @@ class FrameHub:
         assert self._sock is not None
         sock = self._sock
         while True:
-            data = await sock.recv()
+            if self._connections is not None:
+                self._connections.sync()  # a broker set: follow brokers added or removed
+            try:
+                data = await asyncio.wait_for(sock.recv(), SYNC_S)
+            except TimeoutError:
+                continue
             if is_system_message(data):  # the broker's own topics: not frames
                 continue
             self.received += 1
