@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from framebroker import control
-from framebroker.brokerset import EndpointSet, member_id
+from framebroker.brokerset import EndpointSet
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.cli_service import run_service
 from framebroker.config import (
@@ -35,7 +35,7 @@ from .config import BrokerConfig
 from .limits import BrokerLimits
 from .metrics import BrokerCollector
 from .service import Broker
-from .set_view import health, merge_streams, print_set
+from .set_view import broker_name, health, merge_streams, print_set
 from .tables import print_groups, print_stats, print_streams
 
 # --- framebroker broker ------------------------------------------------------------------
@@ -171,7 +171,7 @@ def run_set_streams(args: argparse.Namespace, endpoints: str, security: ClientSe
     if args.json:
         out: dict[str, Any] = {"streams": merge_streams(answers), "brokers": health(answers)}
         for extra, replies in extras.items():
-            out[extra] = {member_id(a.endpoint): a.reply for a in replies}
+            out[extra] = {broker_name(a.endpoint): a.reply for a in replies}
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print_set(answers, sys.stdout)
@@ -179,7 +179,7 @@ def run_set_streams(args: argparse.Namespace, endpoints: str, security: ClientSe
             for answer in replies:
                 if answer.reply is None or not answer.reply.get("ok"):
                     continue
-                print(f"\nbroker {member_id(answer.endpoint)}", file=sys.stdout)
+                print(f"\nbroker {broker_name(answer.endpoint)}", file=sys.stdout)
                 if extra == "groups":
                     print_groups(answer.reply.get("groups", []), sys.stdout)
                 else:

@@ -19,6 +19,11 @@ from .tables import COLUMNS, format_table, stream_row
 HEALTH_COLUMNS = ("BROKER", "STATE", "STREAMS", "ERROR")
 
 
+def broker_name(endpoint: str) -> str:
+    """``tcp://10.0.0.7:5558`` -> ``10.0.0.7``: a broker as users name it (its host)."""
+    return member_id(endpoint).rsplit(":", 1)[0].strip("[]")
+
+
 def merge_streams(answers: Sequence[Answer]) -> list[dict[str, Any]]:
     """One entry per stream, from the broker serving it, with ``broker`` (and ``brokers``:
     every broker that lists it)."""
@@ -27,7 +32,7 @@ def merge_streams(answers: Sequence[Answer]) -> list[dict[str, Any]]:
         if answer.reply is None or not answer.reply.get("ok"):
             continue
         for entry in answer.reply.get("streams", []):
-            row = {**entry, "broker": member_id(answer.endpoint)}
+            row = {**entry, "broker": broker_name(answer.endpoint)}
             seen.setdefault(str(entry.get("stream", "?")), []).append(row)
     merged = []
     for name in sorted(seen):
@@ -48,7 +53,7 @@ def health(answers: Sequence[Answer]) -> list[dict[str, Any]]:
         ok = answer.reply is not None and bool(reply.get("ok"))
         out.append(
             {
-                "broker": member_id(answer.endpoint),
+                "broker": broker_name(answer.endpoint),
                 "up": ok,
                 "streams": len(reply.get("streams", [])) if ok else 0,
                 "error": None if ok else (answer.error or str(reply.get("error"))),

@@ -213,7 +213,9 @@ def parse_broker(text: str) -> tuple[str, ...]:
             continue
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         if not bare or any(c.isspace() or c in "/@" for c in bare):
-            raise ConfigError(f"not a broker host: {host!r} (e.g. broker, 10.0.0.7 or b1,b2,b3)")
+            raise ConfigError(
+                f"not a broker host for its endpoints: {host!r} (e.g. broker, 10.0.0.7, b1,b2,b3)"
+            )
         if bare not in hosts:
             hosts.append(bare)
     if not hosts:
