@@ -55,6 +55,8 @@ from .replay import original_meta, play
 log = logging.getLogger("framebroker.producers.publisher")
 
 JPEG_PIXFMTS = ("gray8", "bgr24")
+LINK_WAIT_S = 5.0  # replay: wait this long for the broker before playing anyway
+SUBSCRIBE_WAIT_S = 0.2  # then this long for the broker's subscription to arrive
 
 
 @dataclass(frozen=True)
@@ -279,16 +281,32 @@ class Publisher:
         ``recording`` is a stream's folder (``DIR/STREAM``) or a recording of one stream;
         ``speed`` 2.0 plays twice as fast; ``start`` seeks (:func:`~framebroker.recording.
         parse_time`); ``loop`` starts over at the end; setting ``stop`` ends playback.
-        Raises RecordingError for a folder that holds no recording.
+        Raises RecordingError for a folder that holds no recording. Playback begins once
+        the broker is connected (at most ``LINK_WAIT_S``), so the first frames are not
+        lost to ZeroMQ's slow joiner (a PUB drops what it sends before it is subscribed).
         """
+        stream = open_stream(recording)
+        self._wait_for_link(stop or threading.Event())
         return play(
-            open_stream(recording),
+            stream,
             self.send_recorded,
             speed=speed,
             start=start,
             loop=loop,
             stop=stop,
         )
+
+    def _wait_for_link(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + LINK_WAIT_S
+        while not self.connected and time.monotonic() < deadline:
+            if stop.wait(0.01):
+                return
+        if not self.connected:
+            log.warning(
+                "replay of %r starts while %s is unreachable", self.stream, self.config.ingest
+            )
+            return
+        stop.wait(SUBSCRIBE_WAIT_S)
 
     def close(self) -> None:
         """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""
