@@ -292,7 +292,7 @@ def test_publisher_replay_keeps_the_original_seq_and_time_in_meta(tmp_path: Path
                     target=pub.replay, args=(folder,), kwargs={"loop": True, "stop": stop}
                 )
                 looping.start()
-                wait_until(lambda: len(arrivals.frames) >= 15 + 30, 10, "a second loop")
+                wait_until(lambda: len(arrivals.frames) >= 15 + 42, 10, "a second loop")
                 stop.set()
                 looping.join(5)
                 assert not looping.is_alive()
