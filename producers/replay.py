@@ -22,7 +22,8 @@ log = logging.getLogger("framebroker.producers.replay")
 
 # meta keys a replayed frame carries: the recorded frame's seq, session and capture time
 ORIGINAL_META = ("orig_seq", "orig_session", "orig_t_capture")
-SPIN_S = 0.002  # the last moments before a frame's time are spent polling, not sleeping
+SPIN_S = 0.004  # the last moments before a frame are spent polling: a sleeping process
+# wakes late on a busy machine, a polling one (yielding) is already running
 
 
 def original_meta(header: FrameHeader) -> Mapping[str, Any]:
