@@ -11,7 +11,8 @@
     ├── CodecError                   pixels could not be encoded or decoded
     │   └── ImageError               an image that cannot be sent (bad type, dtype, shape)
     ├── ProcessorError               a processor could not be loaded or failed
-    └── StoreError                   the results store could not be opened, read or written
+    ├── StoreError                   the results store could not be opened, read or written
+    └── RecordingError               a recording (segment files) could not be read or written
 
 Every error carries a message written for the person who has to act on it.
 """
@@ -77,3 +78,8 @@ class ProcessorError(FrameBrokerError):
 
 class StoreError(FrameBrokerError):
     """The results store (SQLite, JSON Lines) could not be opened, read or written."""
+
+
+class RecordingError(FrameBrokerError):
+    """A recording could not be read or written: not a segment file, no such stream, no
+    frame at the time asked, nothing to export."""

@@ -23,6 +23,7 @@ from framebroker.config import (
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import Option, argparse_type, option
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
+from framebroker.recording import TimeSpec, parse_time
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
 from .spec import default_stream_name, parse_source
@@ -36,8 +37,8 @@ _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 # costs a lost camera one TCP connection attempt.
 MAX_BACKOFF_S = 2.0
 SOURCES = (
-    "a camera index (0), a video file, an rtsp:// or http(s):// URL, or the test pattern "
-    "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30)"
+    "a camera index (0), a video file, an rtsp:// or http(s):// URL, the test pattern "
+    "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30), or a recording replay:DIR/STREAM"
 )
 
 
@@ -123,7 +124,9 @@ class ProducerConfig:
     )
     loop: bool = field(
         default=False,
-        metadata=option("--loop", type=parse_bool, help="replay a video file when it ends"),
+        metadata=option(
+            "--loop", type=parse_bool, help="replay a video file or a recording when it ends"
+        ),
     )
     meta: Mapping[str, str] = field(
         default_factory=dict,
@@ -170,6 +173,25 @@ class ProducerConfig:
             help="stop after this many seconds (default: never)",
         ),
     )
+    speed: float = field(
+        default=1.0,
+        metadata=option(
+            "--speed",
+            type=_positive_arg,
+            metavar="FACTOR",
+            help="replay: play at this multiple of the recorded speed (2: twice as fast)",
+        ),
+    )
+    start: TimeSpec | None = field(
+        default=None,
+        metadata=option(
+            "--start",
+            type=argparse_type(parse_time),
+            metavar="TIME",
+            help="replay: start at this time, seconds from the recording's start or "
+            "2024-05-01T12:00:03",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys (framebroker.security)
 
     def __post_init__(self) -> None:
@@ -195,6 +217,7 @@ class ProducerConfig:
         _positive("open timeout", self.open_timeout)
         _positive("read timeout", self.read_timeout)
         _positive("max backoff", self.max_backoff)
+        _positive("speed", self.speed)
         object.__setattr__(self, "meta", MappingProxyType(_check_meta(self.meta)))
 
 

@@ -18,12 +18,14 @@ unreachable are dropped too; :class:`~.link.LinkMonitor` logs when it comes and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -37,17 +39,23 @@ from framebroker.protocol import (
     ENCODINGS,
     MAX_DIMENSION,
     FrameHeader,
+    FrameMessage,
     encode_frame,
     validate_stream_id,
 )
+from framebroker.recording import TimeSpec, open_stream
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.wire import VERSION
 
 from .config import _check_meta
 from .owner import OwnerLink
+from .replay import original_meta, play
 
 log = logging.getLogger("framebroker.producers.publisher")
 
 JPEG_PIXFMTS = ("gray8", "bgr24")
+LINK_WAIT_S = 5.0  # replay: wait this long for the broker before playing anyway
+SUBSCRIBE_WAIT_S = 0.2  # then this long for the broker's subscription to arrive
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,79 @@ class Publisher:
             self._seq += 1
             self.sent += 1
             return header.seq
+
+    def send_recorded(self, message: FrameMessage) -> int:
+        """Publish a recorded frame as the next frame of this stream; returns its seq.
+
+        The payload goes out as recorded (JPEG never re-encoded); the frame gets this
+        publisher's session, the next seq and the capture time now, and keeps the recorded
+        seq, session and capture time in ``meta`` (``orig_seq``, ``orig_session``,
+        ``orig_t_capture``) next to the recorded meta.
+        """
+        recorded = message.header
+        with self._lock:
+            sock = self._start()
+            now = time.time_ns()
+            header = dataclasses.replace(
+                recorded,
+                stream=self.stream,
+                session=self.session,
+                seq=self._seq,
+                t_capture=now,
+                t_publish=now,
+                meta=original_meta(recorded),
+                version=VERSION,
+            )
+            assert self._link is not None
+            self._link.poll()
+            try:
+                sock.send(encode_frame(header, message.payload), copy=False)
+            except zmq.ZMQError as exc:
+                raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
+            self._seq += 1
+            self.sent += 1
+            return header.seq
+
+    def replay(
+        self,
+        recording: str | Path,
+        *,
+        speed: float = 1.0,
+        start: TimeSpec | None = None,
+        loop: bool = False,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Publish a recorded stream with its original timing; blocks, returns frames sent.
+
+        ``recording`` is a stream's folder (``DIR/STREAM``) or a recording of one stream;
+        ``speed`` 2.0 plays twice as fast; ``start`` seeks (:func:`~framebroker.recording.
+        parse_time`); ``loop`` starts over at the end; setting ``stop`` ends playback.
+        Raises RecordingError for a folder that holds no recording. Playback begins once
+        the broker is connected (at most ``LINK_WAIT_S``), so the first frames are not
+        lost to ZeroMQ's slow joiner (a PUB drops what it sends before it is subscribed).
+        """
+        stream = open_stream(recording)
+        self._wait_for_link(stop or threading.Event())
+        return play(
+            stream,
+            self.send_recorded,
+            speed=speed,
+            start=start,
+            loop=loop,
+            stop=stop,
+        )
+
+    def _wait_for_link(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + LINK_WAIT_S
+        while not self.connected and time.monotonic() < deadline:
+            if stop.wait(0.01):
+                return
+        if not self.connected:
+            log.warning(
+                "replay of %r starts while %s is unreachable", self.stream, self.config.ingest
+            )
+            return
+        stop.wait(SUBSCRIBE_WAIT_S)
 
     def close(self) -> None:
         """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""

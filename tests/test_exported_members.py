@@ -47,6 +47,7 @@ EXPECTED = {
     "ImageError",
     "ProcessorError",
     "StoreError",
+    "RecordingError",
     "__version__",
 }
 

@@ -35,6 +35,7 @@ ROLES = {
 }
 APPS = {
     "apps/viewer": "framebroker.viewer",
+    "apps/record": "framebroker.record",
     "apps/demo": "framebroker.demo",
     "apps/testing": "framebroker.testing",
 }
