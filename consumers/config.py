@@ -16,6 +16,7 @@ from framebroker.config import (
     WORK_PORT,
     acked_endpoint,
     connect_endpoint,
+    parse_bool,
     parse_endpoint,
     parse_optional_endpoint,
     parse_positive,
@@ -24,6 +25,7 @@ from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
 from framebroker.protocol import subscription_for
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm_protocol import descriptor_subscription
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
@@ -94,6 +96,8 @@ class ConsumerConfig:
     ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
     subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
     time and gets the newest frame no other worker of the group has taken.
+    ``shm`` (default True): frames whose producer writes shared memory on this host are
+    read from it (a numpy view of the slot, no copy); False: always over the network.
     ``security``: CURVE for both the broker and the sink, or plaintext for both.
     The endpoints' flags are ``--broker HOST`` and ``--publish/--results/--work``.
     """
@@ -157,6 +161,16 @@ class ConsumerConfig:
         ),
     )
     work: str = connect_endpoint("127.0.0.1", WORK_PORT)
+    shm: bool = field(
+        default=True,
+        metadata=option(
+            "--shm",
+            type=parse_bool,
+            help="read frames from shared memory when their producer runs on this host (only "
+            "a descriptor crosses the network), over the network otherwise; 0: always the "
+            "network",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
     def __post_init__(self) -> None:
@@ -205,8 +219,21 @@ class ConsumerConfig:
             raise ConfigError(f"a worker takes at most {MAX_GROUP_PATTERNS} stream patterns")
 
     def subscriptions(self) -> list[bytes]:
-        """The SUB prefixes for ``streams``."""
+        """The SUB prefixes for ``streams`` (frames over the network only)."""
         return [subscription_for(p) for p in self.streams]
+
+    @property
+    def uses_shm(self) -> bool:
+        """Whether the receive path starts from descriptors (shared memory, not a group)."""
+        return self.shm and self.group is None
+
+    def receive_subscriptions(self) -> list[bytes]:
+        """What the SUB socket subscribes to at first: the descriptor topics of
+        ``streams`` when reading shared memory (each stream's own topic is added if its
+        frames turn out to come over the network), else :meth:`subscriptions`."""
+        if self.uses_shm:
+            return [descriptor_subscription(p) for p in self.streams]
+        return self.subscriptions()
 
 
 def _check_positive(name: str, value: float | None) -> None:

@@ -40,6 +40,7 @@ from .backoff import Backoff
 from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
 from .link import LinkMonitor
+from .shared_memory import SharedMemoryOutput, resolve_mode
 from .source import FrameSource
 from .spec import make_source
 
@@ -84,6 +85,7 @@ class Producer(Service):
         self._context = context
         self._sock: zmq.Socket[Any] | None = None
         self._link: LinkMonitor | None = None
+        self._shm: SharedMemoryOutput | None = None
         self._grabber: Grabber | None = None
         self._warn = RateLimitedLog(log)
         self.session = 0
@@ -115,6 +117,7 @@ class Producer(Service):
         connect(self._sock, self.config.ingest)
         self._link = LinkMonitor(self._sock, self.config.ingest)
         self.session = secrets.randbits(63)
+        self._shm = self._open_shm(self._context)
         self._grabber = Grabber(
             self._factory,
             open_timeout=self.config.open_timeout,
@@ -131,6 +134,22 @@ class Producer(Service):
         )
         log.info("security: %s", self.config.security.describe("broker"))
         self._grabber.start()
+
+    def _open_shm(self, context: zmq.Context[Any]) -> SharedMemoryOutput | None:
+        """The shared-memory ring for consumers on this host (``--shm``), or None."""
+        c = self.config
+        mode = resolve_mode(c.shm, c.encoding)
+        if mode == "off":
+            return None
+        return SharedMemoryOutput(
+            context,
+            c.ingest,
+            c.security,
+            stream=c.stream,
+            session=self.session,
+            slots=c.shm_slots,
+            only=mode == "only",
+        )
 
     def _serve(self) -> None:
         """Publish until stopped, the source's clean end or ``config.duration``.
@@ -153,6 +172,8 @@ class Producer(Service):
         while not self.stopping:
             if self._link is not None:
                 self._link.poll()
+            if self._shm is not None:
+                self._shm.tick()
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("duration of %gs reached", self.config.duration)
                 return
@@ -202,12 +223,16 @@ class Producer(Service):
             pixfmt=encoded.pixfmt,
             meta=self.config.meta,
         )
-        message = encode_frame(header, encoded.payload)
         sock = self._sock
         if sock is None:
             return
+        shm = self._shm
+        if shm is not None and shm.send(header, encoded.payload) and shm.only:
+            self._seq += 1
+            self._published += 1
+            return
         try:
-            sock.send(message, copy=False)
+            sock.send(encode_frame(header, encoded.payload), copy=False)
         except zmq.ZMQError as exc:
             raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
         self._seq += 1
@@ -225,6 +250,7 @@ class Producer(Service):
         grabber, self._grabber = self._grabber, None
         sock, self._sock = self._sock, None
         link, self._link = self._link, None
+        shm, self._shm = self._shm, None
         context = self._context if self._own_context else None
         if self._own_context:
             self._context = None
@@ -240,6 +266,8 @@ class Producer(Service):
             )
         if link is not None:
             link.close()
+        if shm is not None:
+            shm.close()
         if sock is not None:
             sock.close()
         if context is not None:
