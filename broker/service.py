@@ -60,7 +60,7 @@ from framebroker.protocol import (
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.service import Service
-from framebroker.shm_protocol import SHM_TOPIC_PREFIX
+from framebroker.shm_protocol import BEACON_TOPIC, SHM_TOPIC_PREFIX, encode_beacon
 from framebroker.transport import bind, make_socket
 
 from .config import BrokerConfig
@@ -354,6 +354,8 @@ class Broker(Service):
             prefix = accept(msg)
             if prefix is not None and prefix.startswith(SHM_TOPIC_PREFIX):
                 self._send_cached_shm(publish, prefix[len(SHM_TOPIC_PREFIX) :])
+            elif prefix == BEACON_TOPIC:  # a consumer asks whether we send network notices
+                publish.send(encode_beacon())
             elif prefix is not None:
                 self._send_cached(publish, prefix)
 

@@ -25,7 +25,7 @@ from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
 from framebroker.protocol import subscription_for
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.shm_protocol import descriptor_subscription
+from framebroker.shm_protocol import BEACON_TOPIC, descriptor_subscription
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
@@ -228,11 +228,12 @@ class ConsumerConfig:
         return self.shm and self.group is None
 
     def receive_subscriptions(self) -> list[bytes]:
-        """What the SUB socket subscribes to at first: the descriptor topics of
-        ``streams`` when reading shared memory (each stream's own topic is added if its
-        frames turn out to come over the network), else :meth:`subscriptions`."""
+        """What the SUB socket subscribes to at first: the broker's beacon and the
+        descriptor topics of ``streams`` when reading shared memory (each stream's own
+        topic is added if its frames turn out to come over the network; all of
+        :meth:`subscriptions` if no beacon comes), else :meth:`subscriptions`."""
         if self.uses_shm:
-            return [descriptor_subscription(p) for p in self.streams]
+            return [BEACON_TOPIC, *(descriptor_subscription(p) for p in self.streams)]
         return self.subscriptions()
 
 

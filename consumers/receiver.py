@@ -18,7 +18,7 @@ import zmq
 from framebroker.errors import ProtocolError
 from framebroker.protocol import decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.shm_protocol import is_descriptor_message
+from framebroker.shm_protocol import is_beacon, is_descriptor_message
 
 from .frame import Frame
 from .resolver import FrameResolver
@@ -41,6 +41,7 @@ class Receiver:
         bad_input: RateLimitedLog,
         *,
         shm: bool = False,
+        fallback: tuple[bytes, ...] = (),
     ) -> None:
         self._sock = sock
         self._slots = slots
@@ -82,7 +83,7 @@ class Receiver:
     def handle(self, data: memoryview) -> None:
         """Decode one message and offer it to the slots; count what happened."""
         if is_system_message(data):  # the broker's own topics: not frames
-            if self.resolver is not None and is_descriptor_message(data):
+            if self.resolver is not None and (is_descriptor_message(data) or is_beacon(data)):
                 self._resolve(self.resolver, data)
             return
         self._stats.received += 1

@@ -12,8 +12,11 @@ hands it here:
   subscribed, and its frames come over the network as without shared memory.
 
 A stream that turns local again (a producer restarted on this host) is unsubscribed from
-its network topic. Every ``CHECK_S`` the resolver looks at the writers of the segments it
-maps: one that is gone (``kill -9``) is unmapped and its segment reaped.
+its network topic. A publisher that sends no beacon within ``BEACON_WAIT_S`` (a producer's
+PUB connected to directly, an older broker) sends no notices either: then every pattern's
+own prefix is subscribed, and frames come over the network. Every ``CHECK_S`` the resolver
+looks at the writers of the segments it maps: one that is gone (``kill -9``) is unmapped
+and its segment reaped.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from framebroker import shm
 from framebroker.errors import ShmError
 from framebroker.protocol import topic_for
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.shm_protocol import NetworkNotice, ShmLocation, decode_descriptor
+from framebroker.shm_protocol import NetworkNotice, ShmLocation, decode_descriptor, is_beacon
 
 from .frame import Frame
 from .stats import ConsumerStats
@@ -34,6 +37,7 @@ from .stats import ConsumerStats
 log = logging.getLogger("framebroker.consumer.shm")
 
 CHECK_S = 0.5  # how often the writers of mapped segments are checked
+BEACON_WAIT_S = 1.0  # no broker beacon within this: subscribe to the frames themselves
 Subscribe = Callable[[bytes], None]
 
 
@@ -53,7 +57,15 @@ class SlotLease:
 class FrameResolver:
     """Used by one receive thread; ``subscribe``/``unsubscribe`` act on its SUB socket."""
 
-    def __init__(self, subscribe: Subscribe, unsubscribe: Subscribe, stats: ConsumerStats) -> None:
+    def __init__(
+        self,
+        subscribe: Subscribe,
+        unsubscribe: Subscribe,
+        stats: ConsumerStats,
+        fallback: tuple[bytes, ...] = (),
+    ) -> None:
+        self._fallback = fallback  # the patterns' own prefixes, if no beacon comes
+        self._beacon_due: float | None = time.monotonic() + BEACON_WAIT_S
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
         self._stats = stats
@@ -68,6 +80,9 @@ class FrameResolver:
     def resolve(self, data: memoryview, t_received: int) -> Frame | None:
         """The frame a ``$shm/`` message describes, if it is readable here; else None
         (ProtocolError for a malformed message)."""
+        if is_beacon(data):
+            self._beacon_due = None
+            return None
         message = decode_descriptor(data)
         if isinstance(message, NetworkNotice):
             self._use_network(message.stream)
@@ -122,6 +137,11 @@ class FrameResolver:
     def check(self, now: float | None = None) -> None:
         """Every CHECK_S: unmap (and reap) the segments whose writer is gone."""
         now = time.monotonic() if now is None else now
+        if self._beacon_due is not None and now >= self._beacon_due:
+            self._beacon_due = None
+            log.info("no beacon from the publisher: frames over the network only")
+            for prefix in self._fallback:
+                self._subscribe(prefix)
         if now < self._next_check:
             return
         self._next_check = now + CHECK_S

@@ -171,7 +171,12 @@ class Consumer(Service):
         if self._sub is None:
             return None, None
         receiver = Receiver(
-            self._sub, self._slots, self.stats, self._bad_input, shm=self.config.uses_shm
+            self._sub,
+            self._slots,
+            self.stats,
+            self._bad_input,
+            shm=self.config.uses_shm,
+            fallback=tuple(self.config.subscriptions()),
         )
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True

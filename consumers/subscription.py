@@ -117,7 +117,12 @@ class Subscription:
             security.secure(sub, "broker")
             connect(sub, config.publish)
             self._receiver = Receiver(
-                sub, self._slots, self.stats, self._bad_input, shm=config.uses_shm
+                sub,
+                self._slots,
+                self.stats,
+                self._bad_input,
+                shm=config.uses_shm,
+                fallback=tuple(config.subscriptions()),
             )
         else:
             dealer = self._socket(zmq.DEALER, linger_ms=0)

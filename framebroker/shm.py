@@ -147,8 +147,9 @@ class SegmentWriter:
         self._beat = 0.0
 
     def write(self, payload: bytes | memoryview, seq: int, t_capture: int) -> ShmLocation:
-        """Put one payload in the next slot; where it is, for the descriptor."""
-        size = len(payload)
+        """Put one payload (C-contiguous) in the next slot; where it is, for the descriptor."""
+        flat = memoryview(payload).cast("B")
+        size = flat.nbytes
         if self._header is None or size > self._header.capacity:
             self._new_generation(size)
         header, words, data = self._header, self._words, self._bytes
@@ -160,7 +161,7 @@ class SegmentWriter:
         words[counter] = count - 1  # odd: being written
         pack_slot(self._mm, offset, seq, size, t_capture)
         start = offset + SLOT_HEADER_SIZE
-        data[start : start + size] = np.frombuffer(payload, dtype=np.uint8)
+        data[start : start + size] = np.frombuffer(flat, dtype=np.uint8)
         words[counter] = count  # even: stable again, holding this frame
         self.written += 1
         words[NEWEST_OFFSET // 8] = self.written

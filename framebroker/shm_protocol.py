@@ -42,6 +42,10 @@ from framebroker.wire import PROTOCOL_MAJOR, str_field, uint_field, unpack
 
 VERSION_SHM = (PROTOCOL_MAJOR, 3)  # v1.3: descriptors and network notices on $shm/
 SHM_TOPIC_PREFIX = b"$shm/"
+# The broker answers every subscription to this topic with a beacon on it: a consumer
+# learns that its publisher speaks v1.3 (sends network notices) or, hearing nothing, that
+# it must subscribe to the frames themselves (a direct PUB, an older broker).
+BEACON_TOPIC = b"$shm\x00"
 SEGMENT_PREFIX = "fb."  # every segment name starts with this (the reaper looks only there)
 SEGMENT_NAME_PATTERN = re.compile(r"fb\.[A-Za-z0-9_.,\-]+\.[0-9a-f]{16}\.[0-9]+\Z")
 
@@ -226,6 +230,18 @@ def encode_descriptor(header: FrameHeader, location: ShmLocation) -> bytes:
     body["v"] = list(VERSION_SHM)
     body["shm"] = location.to_map()
     return _message(header.stream, body)
+
+
+def encode_beacon() -> bytes:
+    """The broker's answer to a subscription to BEACON_TOPIC."""
+    packed = msgpack.packb({"v": list(VERSION_SHM)})
+    return b"".join(
+        (BEACON_TOPIC, bytes((PROTOCOL_MAJOR,)), struct.pack(">I", len(packed)), packed)
+    )
+
+
+def is_beacon(data: bytes | memoryview) -> bool:
+    return bytes(data[: len(BEACON_TOPIC)]) == BEACON_TOPIC
 
 
 def encode_network_notice(stream: str) -> bytes:
