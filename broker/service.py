@@ -326,7 +326,9 @@ class Broker(Service):
             c.frames_out += 1
             if header is not None:
                 entry = registry.observe(header, size, now, frame)
-                if not self._shm.has_segment(header.stream, header.session, now):
+                if not self._shm.has_segment(
+                    header.stream, header.session, now
+                ) and self._subscriptions.any_starting_with(SHM_TOPIC_PREFIX):
                     self._shm.network(header.stream, send)
             elif entry is not None:
                 touch(entry, peeked["seq"], size, now, frame)

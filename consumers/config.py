@@ -230,10 +230,12 @@ class ConsumerConfig:
     def receive_subscriptions(self) -> list[bytes]:
         """What the SUB socket subscribes to at first: the broker's beacon and the
         descriptor topics of ``streams`` when reading shared memory (each stream's own
-        topic is added if its frames turn out to come over the network; all of
-        :meth:`subscriptions` if no beacon comes), else :meth:`subscriptions`."""
+        topic is added if its frames turn out to come over the network), and
+        :meth:`subscriptions` until the broker's beacon arrives (kept if none comes: a
+        direct PUB or an older broker); else :meth:`subscriptions`."""
         if self.uses_shm:
-            return [BEACON_TOPIC, *(descriptor_subscription(p) for p in self.streams)]
+            shm = [BEACON_TOPIC, *(descriptor_subscription(p) for p in self.streams)]
+            return shm + self.subscriptions()
         return self.subscriptions()
 
 

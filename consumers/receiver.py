@@ -48,7 +48,9 @@ class Receiver:
         self._stats = stats
         self._bad_input = bad_input
         # shared memory: descriptors name frames in local segments (consumers/resolver.py)
-        self.resolver = FrameResolver(self._subscribe, self._unsubscribe, stats) if shm else None
+        self.resolver = (
+            FrameResolver(self._subscribe, self._unsubscribe, stats, fallback) if shm else None
+        )
         self.error: BaseException | None = None  # why the thread ended early, if it did
 
     def run(self, stop: threading.Event) -> None:

@@ -12,9 +12,10 @@ hands it here:
   subscribed, and its frames come over the network as without shared memory.
 
 A stream that turns local again (a producer restarted on this host) is unsubscribed from
-its network topic. A publisher that sends no beacon within ``BEACON_WAIT_S`` (a producer's
-PUB connected to directly, an older broker) sends no notices either: then every pattern's
-own prefix is subscribed, and frames come over the network. Every ``CHECK_S`` the resolver
+its network topic. The patterns' own prefixes are subscribed too until the broker's beacon
+comes (within a round trip); a publisher that sends none (a producer's PUB connected to
+directly, an older broker) sends no notices either, and its frames keep coming over the
+network. Every ``CHECK_S`` the resolver
 looks at the writers of the segments it maps: one that is gone (``kill -9``) is unmapped
 and its segment reaped.
 """
@@ -37,7 +38,7 @@ from .stats import ConsumerStats
 log = logging.getLogger("framebroker.consumer.shm")
 
 CHECK_S = 0.5  # how often the writers of mapped segments are checked
-BEACON_WAIT_S = 1.0  # no broker beacon within this: subscribe to the frames themselves
+BEACON_WAIT_S = 1.0  # no broker beacon within this: say so in the log
 Subscribe = Callable[[bytes], None]
 
 
@@ -64,7 +65,8 @@ class FrameResolver:
         stats: ConsumerStats,
         fallback: tuple[bytes, ...] = (),
     ) -> None:
-        self._fallback = fallback  # the patterns' own prefixes, if no beacon comes
+        self._fallback = fallback  # the patterns' own prefixes, until a beacon comes
+        self._beacon_seen = False
         self._beacon_due: float | None = time.monotonic() + BEACON_WAIT_S
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
@@ -81,7 +83,10 @@ class FrameResolver:
         """The frame a ``$shm/`` message describes, if it is readable here; else None
         (ProtocolError for a malformed message)."""
         if is_beacon(data):
-            self._beacon_due = None
+            if not self._beacon_seen:  # a v1.3 broker: notices will say what to subscribe
+                self._beacon_seen = True
+                for prefix in self._fallback:
+                    self._unsubscribe(prefix)
             return None
         message = decode_descriptor(data)
         if isinstance(message, NetworkNotice):
@@ -139,9 +144,8 @@ class FrameResolver:
         now = time.monotonic() if now is None else now
         if self._beacon_due is not None and now >= self._beacon_due:
             self._beacon_due = None
-            log.info("no beacon from the publisher: frames over the network only")
-            for prefix in self._fallback:
-                self._subscribe(prefix)
+            if not self._beacon_seen:
+                log.info("no beacon from the publisher: frames over the network only")
         if now < self._next_check:
             return
         self._next_check = now + CHECK_S
