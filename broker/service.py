@@ -60,6 +60,7 @@ from framebroker.protocol import (
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.service import Service
+from framebroker.shm_protocol import BEACON_TOPIC, SHM_TOPIC_PREFIX, encode_beacon
 from framebroker.transport import bind, make_socket
 
 from .config import BrokerConfig
@@ -67,6 +68,7 @@ from .control_port import ControlPort
 from .groups import GroupInfo, WorkGroups
 from .limits import CacheSendLimiter
 from .registry import StreamInfo, StreamRegistry
+from .shm_notices import ShmNotices
 from .stats import BrokerStats, Counters, StatsLog
 from .subscriptions import Subscriptions
 from .work_port import WorkPort
@@ -116,6 +118,7 @@ class Broker(Service):
             cache_budget=limits.cache_budget,
         )
         self._counters = Counters()
+        self._shm = ShmNotices(self.config.stale_after, limits.max_streams)
         self._rlog = RateLimitedLog(log)
         self._subscriptions = Subscriptions(
             limits.max_subscriptions, self._counters, self._rlog, limits.max_subscription_size
@@ -278,6 +281,7 @@ class Broker(Service):
                 self._drain_monitor(io.monitor)
                 self._guard.poll()
                 self._registry.expire(now)
+                self._shm.expire(now)
                 self._work.expire(now)
                 self._cache_limiter.prune(now)
                 if self._stats_log is not None and now >= next_stats:
@@ -301,6 +305,9 @@ class Broker(Service):
                 return
             buffer = frame.buffer
             try:
+                if buffer[:1] == b"$":  # a shared-memory descriptor (the only $ topic in)
+                    self._shm.ingest(frame, send, now)
+                    continue
                 topic, peeked, payload = peek_frame(buffer)
                 entry = lookup(topic)
                 if needs_check(entry, peeked, payload, now):
@@ -319,6 +326,10 @@ class Broker(Service):
             c.frames_out += 1
             if header is not None:
                 entry = registry.observe(header, size, now, frame)
+                if not self._shm.has_segment(
+                    header.stream, header.session, now
+                ) and self._subscriptions.any_starting_with(SHM_TOPIC_PREFIX):
+                    self._shm.network(header.stream, send)
             elif entry is not None:
                 touch(entry, peeked["seq"], size, now, frame)
             if groups and entry is not None:
@@ -343,7 +354,11 @@ class Broker(Service):
             except zmq.Again:
                 return
             prefix = accept(msg)
-            if prefix is not None:
+            if prefix is not None and prefix.startswith(SHM_TOPIC_PREFIX):
+                self._send_cached_shm(publish, prefix[len(SHM_TOPIC_PREFIX) :])
+            elif prefix == BEACON_TOPIC:  # a consumer asks whether we send network notices
+                publish.send(encode_beacon())
+            elif prefix is not None:
                 self._send_cached(publish, prefix)
 
     def _send_cached(self, publish: Socket, prefix: bytes) -> None:
@@ -356,6 +371,12 @@ class Broker(Service):
             publish.send(entry.cached, copy=False)
             sent += 1
         log.debug("subscription %r: sent %d cached frame(s)", prefix, sent)
+
+    def _send_cached_shm(self, publish: Socket, prefix: bytes) -> None:
+        """A ``$shm/`` subscription: newest descriptors and network notices that match."""
+        now = time.monotonic_ns()
+        for message in self._shm.cached(prefix, self._registry.matching(prefix, now), now):
+            publish.send(message, copy=False)
 
     def _drain_monitor(self, monitor: Socket) -> None:
         for _ in range(OTHER_BATCH):

@@ -17,6 +17,7 @@ from framebroker.config import (
     acked_endpoint,
     check_endpoints,
     connect_endpoint,
+    parse_bool,
     parse_endpoint,
     parse_optional_endpoint,
     parse_positive,
@@ -25,6 +26,7 @@ from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
 from framebroker.protocol import subscription_for
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm_protocol import BEACON_TOPIC, descriptor_subscription
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
@@ -95,6 +97,8 @@ class ConsumerConfig:
     ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
     subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
     time and gets the newest frame no other worker of the group has taken.
+    ``shm`` (default True): frames whose producer writes shared memory on this host are
+    read from it (a numpy view of the slot, no copy); False: always over the network.
     ``security``: CURVE for both the broker and the sink, or plaintext for both.
     The endpoints' flags are ``--broker HOST`` and ``--publish/--results/--work``.
     """
@@ -158,6 +162,16 @@ class ConsumerConfig:
         ),
     )
     work: str = connect_endpoint("127.0.0.1", WORK_PORT)
+    shm: bool = field(
+        default=True,
+        metadata=option(
+            "--shm",
+            type=parse_bool,
+            help="read frames from shared memory when their producer runs on this host (only "
+            "a descriptor crosses the network), over the network otherwise; 0: always the "
+            "network",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
     def __post_init__(self) -> None:
@@ -206,8 +220,24 @@ class ConsumerConfig:
             raise ConfigError(f"a worker takes at most {MAX_GROUP_PATTERNS} stream patterns")
 
     def subscriptions(self) -> list[bytes]:
-        """The SUB prefixes for ``streams``."""
+        """The SUB prefixes for ``streams`` (frames over the network only)."""
         return [subscription_for(p) for p in self.streams]
+
+    @property
+    def uses_shm(self) -> bool:
+        """Whether the receive path starts from descriptors (shared memory, not a group)."""
+        return self.shm and self.group is None
+
+    def receive_subscriptions(self) -> list[bytes]:
+        """What the SUB socket subscribes to at first: the broker's beacon and the
+        descriptor topics of ``streams`` when reading shared memory (each stream's own
+        topic is added if its frames turn out to come over the network), and
+        :meth:`subscriptions` until the broker's beacon arrives (kept if none comes: a
+        direct PUB or an older broker); else :meth:`subscriptions`."""
+        if self.uses_shm:
+            shm = [BEACON_TOPIC, *(descriptor_subscription(p) for p in self.streams)]
+            return shm + self.subscriptions()
+        return self.subscriptions()
 
 
 def _check_positive(name: str, value: float | None) -> None:

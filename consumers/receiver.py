@@ -19,8 +19,10 @@ import zmq
 from framebroker.errors import ProtocolError
 from framebroker.protocol import decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.shm_protocol import is_beacon, is_descriptor_message
 
 from .frame import Frame
+from .resolver import FrameResolver
 from .slots import LatestSlots, Offer
 from .stats import ConsumerStats
 
@@ -39,19 +41,29 @@ class Receiver:
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
         tick: Callable[[], None] | None = None,
+        *,
+        shm: bool = False,
+        fallback: tuple[bytes, ...] = (),
     ) -> None:
         self._sock = sock
         self._tick = tick  # called in this thread each turn: a broker set's connect/disconnect
         self._slots = slots
         self._stats = stats
         self._bad_input = bad_input
+        # shared memory: descriptors name frames in local segments (consumers/resolver.py)
+        self.resolver = (
+            FrameResolver(self._subscribe, self._unsubscribe, stats, fallback) if shm else None
+        )
         self.error: BaseException | None = None  # why the thread ended early, if it did
 
     def run(self, stop: threading.Event) -> None:
+        resolver = self.resolver
         try:
             while not stop.is_set():
                 if self._tick is not None:
                     self._tick()
+                if resolver is not None:
+                    resolver.check()
                 try:
                     message = self._sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
@@ -65,21 +77,49 @@ class Receiver:
         except BaseException as exc:  # a bug: report it to run() rather than die silently
             self.error = exc
             log.exception("receive thread failed")
+        finally:
+            if resolver is not None:
+                resolver.close()
+
+    def _subscribe(self, topic: bytes) -> None:
+        self._sock.setsockopt(zmq.SUBSCRIBE, topic)
+
+    def _unsubscribe(self, topic: bytes) -> None:
+        self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
 
     def handle(self, data: memoryview) -> None:
         """Decode one message and offer it to the slots; count what happened."""
         if is_system_message(data):  # the broker's own topics: not frames
+            if self.resolver is not None and (is_descriptor_message(data) or is_beacon(data)):
+                self._resolve(self.resolver, data)
             return
         self._stats.received += 1
         try:
             message = decode_frame(data)
         except ProtocolError as exc:
-            self._stats.malformed += 1
-            self._bad_input.warning(
-                "malformed", "dropped malformed message (%d bytes): %s", len(data), exc
-            )
+            self._malformed(data, exc)
             return
-        outcome = self._slots.offer(Frame.from_message(message, time.time_ns()))
+        self._offer(Frame.from_message(message, time.time_ns()))
+
+    def _resolve(self, resolver: FrameResolver, data: memoryview) -> None:
+        """A descriptor: a frame read from shared memory, or a stream's path decided."""
+        try:
+            frame = resolver.resolve(data, time.time_ns())
+        except ProtocolError as exc:
+            self._malformed(data, exc)
+            return
+        if frame is not None:
+            self._stats.received += 1
+            self._offer(frame)
+
+    def _malformed(self, data: memoryview, exc: ProtocolError) -> None:
+        self._stats.malformed += 1
+        self._bad_input.warning(
+            "malformed", "dropped malformed message (%d bytes): %s", len(data), exc
+        )
+
+    def _offer(self, frame: Frame) -> None:
+        outcome = self._slots.offer(frame)
         if outcome is Offer.REPLACED:
             self._stats.skipped += 1
         elif outcome is Offer.DUPLICATE:

@@ -98,7 +98,7 @@ class Consumer(Service):
         security = self.config.security
         if self.config.group is None:
             self._sub = make_socket(self._context, zmq.SUB)
-            for prefix in self.config.subscriptions():
+            for prefix in self.config.receive_subscriptions():
                 self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(self._sub, "broker")
             self._endpoints, self._connections = connect_all(self._sub, self.config.publish)
@@ -172,7 +172,15 @@ class Consumer(Service):
         if self._sub is None:
             return None, None
         tick = self._connections.sync if self._connections is not None else None
-        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input, tick=tick)
+        receiver = Receiver(
+            self._sub,
+            self._slots,
+            self.stats,
+            self._bad_input,
+            tick=tick,
+            shm=self.config.uses_shm,
+            fallback=tuple(self.config.subscriptions()),
+        )
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
@@ -189,7 +197,9 @@ class Consumer(Service):
             if receive_thread is not None and not receive_thread.is_alive():
                 break
             frame = take(TAKE_TIMEOUT)
-            if frame is not None:
+            if frame is not None and not frame.intact:  # its slot was overwritten meanwhile
+                self.stats.torn += 1
+            elif frame is not None:
                 self.process(frame)
             if self._sender is not None:
                 self._sender.pump()
@@ -207,6 +217,9 @@ class Consumer(Service):
             self._processor_failed(frame, exc)
             return
         duration_ns = time.perf_counter_ns() - began
+        if not frame.intact:  # overwritten while the processor read it: drop the result
+            self.stats.torn += 1
+            return
         self.stats.processed += 1
         if result is None:
             return

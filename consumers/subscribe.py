@@ -41,6 +41,7 @@ def subscribe(
     fps: float | None = None,
     duration: float | None = None,
     timeout: float | None = None,
+    shm: bool = True,
     security: ClientSecurity | None = None,
 ) -> Subscription:
     """Subscribe to the newest frames of ``streams`` on ``broker``; a started Subscription.
@@ -62,6 +63,9 @@ def subscribe(
     one of them. ``name``: the consumer name results are stored under (default HOST-PID).
     ``fps``: at most this many frames per second per stream. ``duration``: iteration ends
     after that many seconds; ``timeout``: when no frame came for that many seconds.
+    ``shm``: read frames from shared memory when their producer writes it on this host
+    (a view of the slot, no copy; check ``frame.intact`` if you hold a frame long);
+    False: always over the network.
     ``security``: CURVE keys for the broker and the sink (:class:`~framebroker.security.
     ClientSecurity`), plaintext by default. Raises ConfigError for a bad value.
     """
@@ -77,6 +81,7 @@ def subscribe(
         name=name,
         fps=fps,
         duration=duration,
+        shm=shm,
         security=security,
     )
     subscription = Subscription(config, timeout=timeout)
@@ -98,6 +103,7 @@ def subscription_config(
     fps: float | None,
     duration: float | None,
     security: ClientSecurity | None,
+    shm: bool = True,
 ) -> ConsumerConfig:
     """The ConsumerConfig ``consume`` builds from the same flags (validated there)."""
     sink = connect_endpoint(parse_broker(broker)[0], RESULTS_PORT)  # a set: its first host
@@ -118,5 +124,6 @@ def subscription_config(
         duration=duration,
         group=group or None,
         work=work or broker_endpoints(broker, WORK_PORT),
+        shm=shm,
         security=security or PLAINTEXT_CLIENT,
     )

@@ -115,12 +115,18 @@ class Subscription:
         self._context = context = zmq.Context()
         if config.group is None:
             sub = self._socket(zmq.SUB)
-            for prefix in config.subscriptions():
+            for prefix in config.receive_subscriptions():
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(sub, "broker")
             self._endpoints, connections = connect_all(sub, config.publish)
             self._receiver = Receiver(
-                sub, self._slots, self.stats, self._bad_input, tick=connections.sync
+                sub,
+                self._slots,
+                self.stats,
+                self._bad_input,
+                tick=connections.sync,
+                shm=config.uses_shm,
+                fallback=tuple(config.subscriptions()),
             )
         else:
             self._endpoints, self._work = work_client(
@@ -207,7 +213,9 @@ class Subscription:
             wait = WAIT_S if deadline is None else min(WAIT_S, deadline - time.monotonic())
             frame = self._take(max(0.0, wait))
             self._pump()
-            if frame is not None:
+            if frame is not None and not frame.intact:  # its slot was overwritten meanwhile
+                self.stats.torn += 1
+            elif frame is not None:
                 return self._hand_out(frame)
             receiver = self._receiver
             if receiver is not None and receiver.error is not None:
@@ -269,6 +277,9 @@ class Subscription:
             raise ProcessorError(
                 f"a result is a dict of plain values, not a {type(result).__name__}"
             )
+        if not frame.intact:  # a shared-memory frame overwritten while it was used
+            self.stats.torn += 1
+            return False
         now = time.time_ns()
         t_start = frame.t_start or now
         message = ResultMessage(

@@ -25,6 +25,7 @@ from framebroker.options import Option, argparse_type, option
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
 from framebroker.recording import TimeSpec, parse_time
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm import DEFAULT_SLOTS
 
 from .spec import default_stream_name, parse_source
 
@@ -36,6 +37,7 @@ _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 # its open time): issue 7 promises publishing again within 5 s. One attempt every 2 s
 # costs a lost camera one TCP connection attempt.
 MAX_BACKOFF_S = 2.0
+SHM_MODES = ("auto", "on", "off", "only")
 SOURCES = (
     "a camera index (0), a video file, an rtsp:// or http(s):// URL, the test pattern "
     "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30), or a recording replay:DIR/STREAM"
@@ -71,6 +73,17 @@ def _add_meta(parser: argparse.ArgumentParser, opt: Option, default: object) -> 
 
 
 _positive_arg = argparse_type(parse_positive)
+
+
+def parse_slots(text: str) -> int:
+    """``--shm-slots``: a whole number 2..64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--shm-slots is a whole number 2..64, not {text!r}") from None
+    if not 2 <= value <= 64:
+        raise ConfigError(f"--shm-slots is a whole number 2..64, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -192,10 +205,32 @@ class ProducerConfig:
             "2024-05-01T12:00:03",
         ),
     )
+    shm: str = field(
+        default="auto",
+        metadata=option(
+            "--shm",
+            choices=SHM_MODES,
+            help="also write frames to a shared-memory ring for consumers on this host (only a "
+            "descriptor goes to the broker for them): auto = for raw frames when /dev/shm is "
+            "usable, on, off, only = no frame message at all (remote consumers get nothing)",
+        ),
+    )
+    shm_slots: int = field(
+        default=DEFAULT_SLOTS,
+        metadata=option(
+            "--shm-slots",
+            type=argparse_type(parse_slots),
+            metavar="N",
+            help="frames the shared-memory ring holds: a frame is overwritten N-1 frames later",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys (framebroker.security)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
+        if self.shm not in SHM_MODES:
+            raise ConfigError(f"shm must be one of {', '.join(SHM_MODES)}: {self.shm!r}")
+        parse_slots(str(self.shm_slots))
         if not self.stream:
             object.__setattr__(self, "stream", default_stream_name(self.source))
         self.security.require("broker")

@@ -39,6 +39,7 @@ from .backoff import Backoff
 from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
 from .owner import OwnerLink
+from .shared_memory import SharedMemoryOutput, resolve_mode
 from .source import FrameSource
 from .spec import make_source
 
@@ -83,6 +84,7 @@ class Producer(Service):
         self._context = context
         self._sock: zmq.Socket[Any] | None = None
         self._link: OwnerLink | None = None
+        self._shm: SharedMemoryOutput | None = None
         self._grabber: Grabber | None = None
         self._warn = RateLimitedLog(log)
         self.session = 0
@@ -114,6 +116,7 @@ class Producer(Service):
         )
         self._sock = self._link.open()
         self.session = secrets.randbits(63)
+        self._shm = self._open_shm(self._context)
         self._grabber = Grabber(
             self._factory,
             open_timeout=self.config.open_timeout,
@@ -130,6 +133,22 @@ class Producer(Service):
         )
         log.info("security: %s", self.config.security.describe("broker"))
         self._grabber.start()
+
+    def _open_shm(self, context: zmq.Context[Any]) -> SharedMemoryOutput | None:
+        """The shared-memory ring for consumers on this host (``--shm``), or None."""
+        c = self.config
+        mode = resolve_mode(c.shm, c.encoding)
+        if mode == "off":
+            return None
+        return SharedMemoryOutput(
+            context,
+            c.ingest,
+            c.security,
+            stream=c.stream,
+            session=self.session,
+            slots=c.shm_slots,
+            only=mode == "only",
+        )
 
     def _serve(self) -> None:
         """Publish until stopped, the source's clean end or ``config.duration``.
@@ -152,6 +171,8 @@ class Producer(Service):
         while not self.stopping:
             if self._link is not None:
                 self._link.poll()
+            if self._shm is not None:
+                self._shm.tick()
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("duration of %gs reached", self.config.duration)
                 return
@@ -201,12 +222,16 @@ class Producer(Service):
             pixfmt=encoded.pixfmt,
             meta=self.config.meta,
         )
-        message = encode_frame(header, encoded.payload)
         sock = self._sock
         if sock is None:
             return
+        shm = self._shm
+        if shm is not None and shm.send(header, encoded.payload) and shm.only:
+            self._seq += 1
+            self._published += 1
+            return
         try:
-            sock.send(message, copy=False)
+            sock.send(encode_frame(header, encoded.payload), copy=False)
         except zmq.ZMQError as exc:
             raise TransportError(f"cannot publish to {self._where()}: {exc}") from exc
         self._seq += 1
@@ -240,6 +265,7 @@ class Producer(Service):
         grabber, self._grabber = self._grabber, None
         link, self._link = self._link, None
         self._sock = None
+        shm, self._shm = self._shm, None
         context = self._context if self._own_context else None
         if self._own_context:
             self._context = None
@@ -255,6 +281,8 @@ class Producer(Service):
             )
         if link is not None:
             link.close()  # closes the socket
+        if shm is not None:
+            shm.close()
         if context is not None:
             context.term()
 

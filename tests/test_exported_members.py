@@ -46,6 +46,7 @@ EXPECTED = {
     "CodecError",
     "ImageError",
     "ProcessorError",
+    "ShmError",
     "StoreError",
     "RecordingError",
     "__version__",
