@@ -56,6 +56,9 @@ def generate(results: dict[str, Any], docs_dir: Path, out: Path) -> str:
         if s is None or "error" in s:
             continue
         commit = f", commit {s['commit']}" if s.get("commit") else ""
+        page_cpu = f"{results['machine']['cpus']} x {results['machine']['cpu']}"
+        if s.get("cpu") and s["cpu"] != page_cpu:
+            commit += f", on {s['cpu']}"  # a partial run on another machine than the page's
         parts += [
             "",
             f"### {TITLES[name]}",
