@@ -343,9 +343,9 @@ ROLES: dict[str, Role] = {
 
 
 def main(argv: list[str]) -> int:
-    from benchmarks import peers  # the freshness roles; they import this module
+    from benchmarks import peers, set_roles  # more roles; they import this module
 
-    roles = {**ROLES, **peers.ROLES}
+    roles = {**ROLES, **peers.ROLES, **set_roles.ROLES}
     role, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     counters = Counters()
     counters.install()
@@ -359,4 +359,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the imported module's main, not this __main__ copy's: roles in other modules
+    # catch benchmarks.roles.Stop, which must be the class the SIGTERM handler raises.
+    from benchmarks import roles
+
+    sys.exit(roles.main(sys.argv[1:]))

@@ -16,7 +16,17 @@ import pytest
 
 from tests.conftest import ROOT, require
 
-SCENARIOS = {"freshness", "throughput", "latency", "scale", "codec", "groups", "recording", "shm"}
+SCENARIOS = {
+    "freshness",
+    "throughput",
+    "latency",
+    "scale",
+    "codec",
+    "groups",
+    "recording",
+    "shm",
+    "cluster",
+}
 
 
 def numbers(row: list[object]) -> list[float]:
