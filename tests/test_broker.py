@@ -11,6 +11,7 @@ import zmq
 
 from framebroker import control, control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig, StreamRegistry
+from framebroker.capabilities import PROTOCOL_VERSION
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
 from tests.conftest import wait_until
@@ -271,6 +272,27 @@ def test_malformed_messages_are_counted_dropped_and_broker_keeps_forwarding(brok
     assert newest_seq(broker, "cam1") == 1000
 
 
+def test_each_part_of_a_multipart_message_is_rejected_as_malformed(broker, ctx):
+    """A frame message is one ZeroMQ frame: two valid frames sent as the parts of one
+    message are neither forwarded nor cached, and the message counts once (multipart)."""
+    sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
+    pub = ctx(zmq.PUB, broker.ingest_endpoint)
+    wait_until(lambda: broker.stats().subscriptions >= 1, what="subscription")
+    publish_until_seen(broker, pub, "cam1")
+    recv_frames(sub, 100)
+    pub.send_multipart([frame("multi", 0), frame("multi", 1)])
+    pub.send_multipart([frame("cam1", 3000), frame("cam1", 0), b"junk"])
+    good = frame("cam1", 3001)
+    pub.send(good)
+    wait_until(lambda: newest_seq(broker, "cam1") == 3001, what="the frame after them")
+    stats = broker.stats()
+    assert stats.malformed_by_kind == {"multipart": 2} and stats.malformed == 2
+    assert newest_seq(broker, "multi") is None
+    received = recv_frames(sub)
+    assert received[-1] == good
+    assert [protocol.decode_frame(d).header.seq for d in received if d != good] == []
+
+
 def test_known_stream_frames_with_bad_stream_session_or_seq_get_the_full_check(broker, ctx):
     """The per-message fast path hands anything unusual to the full decode."""
     sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
@@ -318,7 +340,9 @@ def test_oversize_message_disconnects_the_sender_not_the_broker(ctx):
 
 def test_control_ops_and_bad_requests(broker, ctx):
     ping = control.request(broker.control_endpoint, "ping")
-    assert ping["ok"] is True and ping["version"]
+    assert ping["ok"] is True and ping["version"] and ping["server"] == "broker"
+    assert ping["protocol"] == list(PROTOCOL_VERSION) and ping["protocol"] >= [1, 3]
+    assert ping["capabilities"] == ["work_groups"]
     stats = control.request(broker.control_endpoint, "stats")
     for key in ("uptime_s", "frames_in", "frames_out", "bytes_in", "malformed", "disconnects"):
         assert key in stats
