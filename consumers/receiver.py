@@ -16,6 +16,7 @@ from typing import Any
 import zmq
 
 from framebroker.errors import ProtocolError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 
@@ -29,7 +30,11 @@ POLL_MS = 100  # how long one wait for input lasts; bounds how fast stop takes e
 
 
 class Receiver:
-    """Runs in its own thread: ``run(stop)`` until ``stop`` is set. Owns no socket."""
+    """Runs in its own thread: ``run(stop)`` until ``stop`` is set. Owns no socket.
+
+    ``link``: the socket's connection monitor, polled here (the thread that uses the
+    socket) while nothing arrives, so a broker that refused our handshake is tried again.
+    """
 
     def __init__(
         self,
@@ -37,8 +42,10 @@ class Receiver:
         slots: LatestSlots,
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
+        link: LinkMonitor | None = None,
     ) -> None:
         self._sock = sock
+        self._link = link
         self._slots = slots
         self._stats = stats
         self._bad_input = bad_input
@@ -50,6 +57,8 @@ class Receiver:
                 try:
                     message = self._sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
+                    if self._link is not None:
+                        self._link.poll()
                     self._sock.poll(POLL_MS)
                     continue
                 self.handle(message.buffer)

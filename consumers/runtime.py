@@ -27,16 +27,17 @@ from typing import Any
 import zmq
 
 from framebroker.errors import ProcessorError, TransportError
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
-from .results import AckedSender, ResultSender, Sender
+from .results import Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
@@ -44,7 +45,6 @@ from .work_client import WorkClient
 log = logging.getLogger("framebroker.consumer")
 
 TAKE_TIMEOUT = 0.1  # seconds; bounds how long close() and --duration take to act
-RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
 ACK_WAIT_S = 2.0  # on close, wait this long for the sink to acknowledge spooled results
 
 ResultCallback = Callable[[ResultMessage], None]
@@ -80,6 +80,8 @@ class Consumer(Service):
         self._work: WorkClient | None = None
         self._push: zmq.Socket[Any] | None = None
         self._sender: Sender | None = None
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
+        self._sub_link: LinkMonitor | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
         self._errors = RateLimitedLog(log, interval=5.0)
 
@@ -97,11 +99,11 @@ class Consumer(Service):
             for prefix in self.config.subscriptions():
                 self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(self._sub, "broker")
-            connect(self._sub, self.config.publish)
+            self._sub_link = self._watch(connect_watched(self._sub, self.config.publish))
         else:
             self._dealer = make_socket(self._context, zmq.DEALER, linger_ms=0)
             security.secure(self._dealer, "broker")
-            connect(self._dealer, self.config.work)
+            link = self._watch(connect_watched(self._dealer, self.config.work))
             self._work = WorkClient(
                 self._dealer,
                 group=self.config.group,
@@ -109,29 +111,12 @@ class Consumer(Service):
                 name=self.name,
                 stats=self.stats,
                 bad_input=self._bad_input,
+                link=link,
             )
-        if self.config.acked_results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.DEALER,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.acked_results)
-            self._sender = AckedSender(
-                self._push, self.config.acked_results, self.stats, self.config.result_buffer
-            )
-        elif self.config.results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.PUSH,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.results)
-            self._sender = ResultSender(self._push, self.config.results, self.stats)
+        results = connect_sender(self._context, self.config, self.stats)
+        if results is not None:
+            self._push, self._sender, _ = results
+            self._watch(results[2])
         log.info(
             "consumer %s: %s on streams %s from %s, results to %s",
             self.name,
@@ -170,7 +155,7 @@ class Consumer(Service):
         """The receive thread that fills the slots (none for a worker of a group)."""
         if self._sub is None:
             return None, None
-        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
+        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input, self._sub_link)
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
@@ -238,11 +223,19 @@ class Consumer(Service):
             exc,
         )
 
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
+
     def _wake(self) -> None:
         self._slots.close()  # take() returns at once (the slots' lock is re-entrant)
 
     def _release(self) -> None:
-        """Close sockets (and the context if ours)."""
+        """Close sockets (their monitors first) and the context if ours."""
+        for link in self._links:
+            link.close()
+        self._links.clear()
+        self._sub_link = None
         for sock in (self._sub, self._dealer, self._push):
             if sock is not None:
                 sock.close()

@@ -33,9 +33,10 @@ from typing import Any
 import zmq
 
 from framebroker.errors import ConfigError, ProcessorError, TransportError
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .frame import Frame
@@ -74,6 +75,7 @@ class Subscription:
         self._state = "new"  # -> started -> closed
         self._context: zmq.Context[Any] | None = None
         self._sockets: list[zmq.Socket[Any]] = []
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
         self._work: WorkClient | None = None
         self._sender: Sender | None = None
         self._results_sock: zmq.Socket[Any] | None = None
@@ -115,12 +117,12 @@ class Subscription:
             for prefix in config.subscriptions():
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(sub, "broker")
-            connect(sub, config.publish)
-            self._receiver = Receiver(sub, self._slots, self.stats, self._bad_input)
+            link = self._watch(connect_watched(sub, config.publish))
+            self._receiver = Receiver(sub, self._slots, self.stats, self._bad_input, link)
         else:
             dealer = self._socket(zmq.DEALER, linger_ms=0)
             security.secure(dealer, "broker")
-            connect(dealer, config.work)
+            link = self._watch(connect_watched(dealer, config.work))
             self._work = WorkClient(
                 dealer,
                 group=config.group,
@@ -128,11 +130,13 @@ class Subscription:
                 name=config.name,
                 stats=self.stats,
                 bad_input=self._bad_input,
+                link=link,
             )
         results = connect_sender(context, config, self.stats)
         if results is not None:
-            self._results_sock, self._sender = results
+            self._results_sock, self._sender, _ = results
             self._sockets.append(self._results_sock)
+            self._watch(results[2])
         if self._receiver is not None:
             self._thread = threading.Thread(
                 target=self._receiver.run,
@@ -145,6 +149,10 @@ class Subscription:
         log.info(
             "subscription %s: streams %s from %s", config.name, ",".join(config.streams), where
         )
+
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
 
     def _socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
         assert self._context is not None
@@ -176,6 +184,9 @@ class Subscription:
     def _teardown(self) -> None:
         """Close the sockets and the context. With the lock held, the receiver stopped."""
         self._state = "closed"
+        for link in self._links:  # before their sockets and the context
+            link.close()
+        self._links.clear()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()

@@ -31,19 +31,20 @@ import zmq
 
 from framebroker import codec
 from framebroker.errors import CodecError, SourceError, TransportError
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import FrameHeader, encode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .backoff import Backoff
 from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
-from .link import LinkMonitor
 from .source import FrameSource
 from .spec import make_source
 
 log = logging.getLogger("framebroker.producers.producer")
+PRODUCER_LINK_LOG = logging.getLogger("framebroker.producers.link")  # connects, refusals
 
 POLL_S = 0.1  # the loop's wait: close() takes effect within this
 
@@ -112,8 +113,12 @@ class Producer(Service):
             self._context = zmq.Context()
         self._sock = make_socket(self._context, zmq.PUB, conflate=True)
         self.config.security.secure(self._sock, "broker")
-        connect(self._sock, self.config.ingest)
-        self._link = LinkMonitor(self._sock, self.config.ingest)
+        self._link = connect_watched(
+            self._sock,
+            self.config.ingest,
+            lost_note="; frames are dropped until it is back",
+            logger=PRODUCER_LINK_LOG,
+        )
         self.session = secrets.randbits(63)
         self._grabber = Grabber(
             self._factory,

@@ -13,7 +13,7 @@ capture time, encodes it (JPEG or raw, :mod:`framebroker.codec`) and hands it to
 socket with ZMQ_CONFLATE, exactly as ``framebroker produce`` does: a send never blocks
 the caller, and when the link to the broker is slower than you send, only the newest
 frame waits to go (older ones are dropped, never queued). Frames sent while the broker is
-unreachable are dropped too; :class:`~.link.LinkMonitor` logs when it comes and goes.
+unreachable are dropped too; :class:`~framebroker.link.LinkMonitor` logs when it comes and goes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import zmq
 from framebroker import codec
 from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
 from framebroker.errors import CodecError, ConfigError, ImageError, ProtocolError, TransportError
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import (
     ENCODINGS,
     MAX_DIMENSION,
@@ -41,12 +42,12 @@ from framebroker.protocol import (
     validate_stream_id,
 )
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import _check_meta
-from .link import LinkMonitor
 
 log = logging.getLogger("framebroker.producers.publisher")
+PRODUCER_LINK_LOG = logging.getLogger("framebroker.producers.link")  # connects, refusals
 
 JPEG_PIXFMTS = ("gray8", "bgr24")
 
@@ -157,13 +158,17 @@ class Publisher:
         sock = make_socket(context, zmq.PUB, conflate=True)
         try:
             self.config.security.secure(sock, "broker")
-            connect(sock, self.config.ingest)
+            link = connect_watched(
+                sock,
+                self.config.ingest,
+                lost_note="; frames are dropped until it is back",
+                logger=PRODUCER_LINK_LOG,
+            )
         except BaseException:
             sock.close(linger=0)
             context.term()
             raise
-        self._context, self._sock = context, sock
-        self._link = LinkMonitor(sock, self.config.ingest)
+        self._context, self._sock, self._link = context, sock, link
         log.info(
             "publishing stream %r to %s (session %x)",
             self.stream,
