@@ -16,7 +16,11 @@ Both sockets have ``ZMQ_MAXMSGSIZE`` = ``max_message_size`` (default 1 MiB: deco
 msgpack body may take ~75 times its size in memory), and queue at most ``rcvhwm``
 messages per connected peer. ``close()`` (or ``stop()`` then the end of ``run()``)
 stores whatever already arrived before releasing the socket.
-With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that admit only
+While the store cannot write (a full disk) results wait in :class:`~.pending.PendingResults`,
+one entry per result key however often a consumer resends it, and are written on retry.
+A control port (protocol v1.3, default the results port + 4 = 5561) answers ``ping``
+and ``stats`` (:class:`framebroker.control_port.ControlPort`, the broker's code).
+With CURVE keys in ``SinkConfig.security`` every port is a CURVE server that admits only
 allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
 are counted in ``SinkStats.auth_rejected`` and logged.
 
@@ -205,13 +209,13 @@ class Sink(Service):
         """Receive and store until stopped; then store what already arrived."""
         poller = zmq.Poller()
         sockets = [s for s in (self._sock, self._router) if s is not None]
-        for s in [*sockets, self._control_sock]:
-            if s is not None:
-                poller.register(s, zmq.POLLIN)
+        control = self._control_sock
+        for s in [*sockets, *([control] if control is not None else [])]:
+            poller.register(s, zmq.POLLIN)
         while not self.stopping:
             for s, _ in poller.poll(self._poll_timeout_ms()):
-                if s is self._control_sock:
-                    self._control.serve(s)
+                if s is control:
+                    self._control.serve(control)
                 else:
                     self._drain(s, self._room())
             self._maybe_flush()

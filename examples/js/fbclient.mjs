@@ -6,8 +6,8 @@
 //   node fbclient.mjs streams [--broker HOST] [--json]
 //   node fbclient.mjs vectors DIR
 //
-// Same behaviour and output as examples/c/fbclient (see its header comment); `work` (a worker of
-// a work group, protocol v1.2) is this client's only: same output as `subscribe`.
+// Same behaviour and output as examples/c/fbclient (see its header comment), `work` (a worker of
+// a work group, protocol v1.2) included: same output as `subscribe`.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
