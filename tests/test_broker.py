@@ -14,7 +14,7 @@ from framebroker.broker import Broker, BrokerConfig, StreamRegistry
 from framebroker.capabilities import PROTOCOL_VERSION
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 LOOPBACK = "tcp://127.0.0.1:0"
 NS = 1_000_000_000
@@ -291,6 +291,25 @@ def test_each_part_of_a_multipart_message_is_rejected_as_malformed(broker, ctx):
     received = recv_frames(sub)
     assert received[-1] == good
     assert [protocol.decode_frame(d).header.seq for d in received if d != good] == []
+
+
+def test_a_pub_loses_frames_sent_before_the_subscription_and_the_documented_check_works(ctx):
+    """docs/protocol.md "Sending frames": what a PUB sends before the broker's subscription
+    reaches it is lost; resending until `streams` lists the frame gets it there."""
+    port = free_port()
+    pub = ctx(zmq.PUB, f"tcp://127.0.0.1:{port}")  # nobody listens yet
+    for seq in range(5):
+        pub.send(frame("early", seq))
+    with make_broker(ingest=f"tcp://127.0.0.1:{port}").run_in_thread() as broker:
+        time.sleep(0.5)  # the broker is up and subscribed: nothing sent before arrives late
+        assert newest_seq(broker, "early") is None
+        sends = 0
+        while newest_seq(broker, "early") != 5:  # the check: resend until it is listed
+            pub.send(frame("early", 5))
+            sends += 1
+            assert sends < 500
+            time.sleep(0.05)
+        assert broker.stats().frames_in >= 1 and broker.stats().malformed == 0
 
 
 def test_known_stream_frames_with_bad_stream_session_or_seq_get_the_full_check(broker, ctx):
