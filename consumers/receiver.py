@@ -27,6 +27,7 @@ from .stats import ConsumerStats
 log = logging.getLogger("framebroker.consumer")
 
 POLL_MS = 100  # how long one wait for input lasts; bounds how fast stop takes effect
+LINK_CHECK_S = 0.5  # how often an idle receiver reads its connection monitor
 
 
 class Receiver:
@@ -46,6 +47,7 @@ class Receiver:
     ) -> None:
         self._sock = sock
         self._link = link
+        self._link_due = 0.0
         self._slots = slots
         self._stats = stats
         self._bad_input = bad_input
@@ -57,8 +59,7 @@ class Receiver:
                 try:
                     message = self._sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
-                    if self._link is not None:
-                        self._link.poll()
+                    self._check_link()
                     self._sock.poll(POLL_MS)
                     continue
                 self.handle(message.buffer)
@@ -69,6 +70,14 @@ class Receiver:
         except BaseException as exc:  # a bug: report it to run() rather than die silently
             self.error = exc
             log.exception("receive thread failed")
+
+    def _check_link(self) -> None:
+        """Read the connection monitor now and then (idle moments only, at most every
+        ``LINK_CHECK_S``): nothing on the frame path."""
+        now = time.monotonic()
+        if self._link is not None and now >= self._link_due:
+            self._link_due = now + LINK_CHECK_S
+            self._link.poll()
 
     def handle(self, data: memoryview) -> None:
         """Decode one message and offer it to the slots; count what happened."""
