@@ -12,7 +12,8 @@ One thread runs one poll loop over five sockets:
   ``zmq.Frame`` that was received (zero copy), recorded in the
   :class:`~broker.registry.StreamRegistry` and kept as its stream's newest frame. A
   malformed message is counted by kind, logged (rate-limited) and dropped, never
-  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``.
+  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``, and
+  every part of a multipart message (kind ``multipart``: a frame message is one frame).
 - publish (XPUB, bind, ``XPUB_VERBOSE``, ``MAXMSGSIZE``): every subscribe message,
   repeated ones too, makes the broker send the cached newest frame of each live stream
   whose topic starts with the subscribed prefix (the ZMQ Guide's "Last Value Cache";
@@ -20,7 +21,7 @@ One thread runs one poll loop over five sockets:
   to *every* matching subscriber, so a subscriber that was already there may see it
   twice (same session and seq); consumers drop such duplicates.
 - control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests
-  ``ping``/``streams``/``stats``/``groups``, each answered once (:mod:`broker.control_port`);
+  ``ping``/``streams``/``stats``/``groups``, each answered once (:mod:`framebroker.control_port`);
   a bad request gets ``ok=false``, never silence.
 - work (ROUTER, bind, ``MAXMSGSIZE``, protocol v1.2): workers of a *work group* ask for
   frames by credit and each new frame goes to at most one idle worker per group
@@ -51,12 +52,10 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from framebroker import __version__
+from framebroker.capabilities import BROKER, ping_fields
+from framebroker.control_port import ControlPort
 from framebroker.errors import ProtocolError, TransportError
-from framebroker.protocol import (
-    VERSION,
-    decode_frame,
-    peek_frame,
-)
+from framebroker.protocol import decode_frame, peek_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.service import Service
@@ -64,7 +63,6 @@ from framebroker.shm_protocol import BEACON_TOPIC, SHM_TOPIC_PREFIX, encode_beac
 from framebroker.transport import bind, make_socket
 
 from .config import BrokerConfig
-from .control_port import ControlPort
 from .groups import GroupInfo, WorkGroups
 from .limits import CacheSendLimiter
 from .registry import StreamInfo, StreamRegistry
@@ -135,7 +133,7 @@ class Broker(Service):
         )
         self._control = ControlPort(
             {
-                "ping": lambda: {"version": __version__, "protocol": list(VERSION)},
+                "ping": lambda: ping_fields(BROKER, __version__),
                 "streams": lambda: {"streams": [info.to_map() for info in self.streams()]},
                 "stats": lambda: self.stats().to_map(),
                 "groups": lambda: {"groups": [info.to_map() for info in self.groups()]},
@@ -303,6 +301,9 @@ class Broker(Service):
                 frame = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            if frame.more:  # every message is one frame: a multipart one is malformed
+                self._drop_multipart(io.ingest, len(frame.buffer))
+                continue
             buffer = frame.buffer
             try:
                 if buffer[:1] == b"$":  # a shared-memory descriptor (the only $ topic in)
@@ -344,6 +345,21 @@ class Broker(Service):
             size,
             exc.reason,
             exc.data[:24],
+        )
+
+    def _drop_multipart(self, ingest: Socket, size: int) -> None:
+        """Drop the rest of a multipart message (libzmq delivers its parts together, so
+        this never blocks); counted once, as kind ``multipart``, whatever its parts hold."""
+        parts = 1
+        while ingest.rcvmore:
+            size += len(ingest.recv(copy=False).buffer)
+            parts += 1
+        self._counters.count_malformed("multipart")
+        self._rlog.warning(
+            "malformed:multipart",
+            "dropped a %d-part message (%d bytes): a frame message is one ZeroMQ frame",
+            parts,
+            size,
         )
 
     def _drain_subscriptions(self, publish: Socket) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 
 from framebroker.errors import ProtocolError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.shm_protocol import is_beacon, is_descriptor_message
@@ -29,10 +30,15 @@ from .stats import ConsumerStats
 log = logging.getLogger("framebroker.consumer")
 
 POLL_MS = 100  # how long one wait for input lasts; bounds how fast stop takes effect
+LINK_CHECK_S = 0.5  # how often an idle receiver reads its connection monitor
 
 
 class Receiver:
-    """Runs in its own thread: ``run(stop)`` until ``stop`` is set. Owns no socket."""
+    """Runs in its own thread: ``run(stop)`` until ``stop`` is set. Owns no socket.
+
+    ``link``: the socket's connection monitor, polled here (the thread that uses the
+    socket) while nothing arrives, so a broker that refused our handshake is tried again.
+    """
 
     def __init__(
         self,
@@ -42,11 +48,14 @@ class Receiver:
         bad_input: RateLimitedLog,
         tick: Callable[[], None] | None = None,
         *,
+        link: LinkMonitor | None = None,
         shm: bool = False,
         fallback: tuple[bytes, ...] = (),
     ) -> None:
         self._sock = sock
         self._tick = tick  # called in this thread each turn: a broker set's connect/disconnect
+        self._link = link  # polled at idle moments: a refused handshake is retried
+        self._link_due = 0.0
         self._slots = slots
         self._stats = stats
         self._bad_input = bad_input
@@ -67,6 +76,7 @@ class Receiver:
                 try:
                     message = self._sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
+                    self._check_link()
                     self._sock.poll(POLL_MS)
                     continue
                 self.handle(message.buffer)
@@ -86,6 +96,14 @@ class Receiver:
 
     def _unsubscribe(self, topic: bytes) -> None:
         self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    def _check_link(self) -> None:
+        """Read the connection monitor now and then (idle moments only, at most every
+        ``LINK_CHECK_S``): nothing on the frame path."""
+        now = time.monotonic()
+        if self._link is not None and now >= self._link_due:
+            self._link_due = now + LINK_CHECK_S
+            self._link.poll()
 
     def handle(self, data: memoryview) -> None:
         """Decode one message and offer it to the slots; count what happened."""

@@ -28,16 +28,17 @@ import zmq
 
 from framebroker.brokerset import Connections, EndpointSet, connect_all
 from framebroker.errors import ProcessorError, TransportError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
-from .results import AckedSender, ResultSender, Sender
+from .results import Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
@@ -46,7 +47,6 @@ from .work_set import WorkSet, work_client
 log = logging.getLogger("framebroker.consumer")
 
 TAKE_TIMEOUT = 0.1  # seconds; bounds how long close() and --duration take to act
-RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
 ACK_WAIT_S = 2.0  # on close, wait this long for the sink to acknowledge spooled results
 
 ResultCallback = Callable[[ResultMessage], None]
@@ -84,6 +84,8 @@ class Consumer(Service):
         self._connections: Connections | None = None
         self._push: zmq.Socket[Any] | None = None
         self._sender: Sender | None = None
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
+        self._sub_link: LinkMonitor | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
         self._errors = RateLimitedLog(log, interval=5.0)
 
@@ -101,33 +103,22 @@ class Consumer(Service):
             for prefix in self.config.receive_subscriptions():
                 self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(self._sub, "broker")
+            # the monitor first (no event missed): refused handshakes to any broker retried
+            self._sub_link = self._watch(LinkMonitor(self._sub, self.config.publish))
             self._endpoints, self._connections = connect_all(self._sub, self.config.publish)
         else:
             self._endpoints, self._work = work_client(
-                self._context, self.config, self.stats, self._bad_input, self._dealer_socket
-            )
-        if self.config.acked_results is not None:
-            self._push = make_socket(
                 self._context,
-                zmq.DEALER,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
+                self.config,
+                self.stats,
+                self._bad_input,
+                self._dealer_socket,
+                self._watch,
             )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.acked_results)
-            self._sender = AckedSender(
-                self._push, self.config.acked_results, self.stats, self.config.result_buffer
-            )
-        elif self.config.results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.PUSH,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.results)
-            self._sender = ResultSender(self._push, self.config.results, self.stats)
+        results = connect_sender(self._context, self.config, self.stats)
+        if results is not None:
+            self._push, self._sender, _ = results
+            self._watch(results[2])
         log.info(
             "consumer %s: %s on streams %s from %s, results to %s",
             self.name,
@@ -178,6 +169,7 @@ class Consumer(Service):
             self.stats,
             self._bad_input,
             tick=tick,
+            link=self._sub_link,
             shm=self.config.uses_shm,
             fallback=tuple(self.config.subscriptions()),
         )
@@ -253,11 +245,19 @@ class Consumer(Service):
             exc,
         )
 
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
+
     def _wake(self) -> None:
         self._slots.close()  # take() returns at once (the slots' lock is re-entrant)
 
     def _release(self) -> None:
-        """Close sockets (and the context if ours)."""
+        """Close sockets (their monitors first) and the context if ours."""
+        for link in self._links:
+            link.close()
+        self._links.clear()
+        self._sub_link = None
         if isinstance(self._work, WorkSet):
             self._work.close()
         if self._endpoints is not None:

@@ -34,6 +34,7 @@ import zmq
 
 from framebroker.brokerset import EndpointSet, connect_all
 from framebroker.errors import ConfigError, ProcessorError, TransportError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import make_socket
@@ -76,6 +77,7 @@ class Subscription:
         self._state = "new"  # -> started -> closed
         self._context: zmq.Context[Any] | None = None
         self._sockets: list[zmq.Socket[Any]] = []
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
         self._work: WorkClient | WorkSet | None = None
         self._endpoints: EndpointSet | None = None
         self._sender: Sender | None = None
@@ -118,6 +120,7 @@ class Subscription:
             for prefix in config.receive_subscriptions():
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             security.secure(sub, "broker")
+            link = self._watch(LinkMonitor(sub, config.publish))  # before any connect
             self._endpoints, connections = connect_all(sub, config.publish)
             self._receiver = Receiver(
                 sub,
@@ -125,17 +128,19 @@ class Subscription:
                 self.stats,
                 self._bad_input,
                 tick=connections.sync,
+                link=link,
                 shm=config.uses_shm,
                 fallback=tuple(config.subscriptions()),
             )
         else:
             self._endpoints, self._work = work_client(
-                context, config, self.stats, self._bad_input, self._socket
+                context, config, self.stats, self._bad_input, self._socket, self._watch
             )
         results = connect_sender(context, config, self.stats)
         if results is not None:
-            self._results_sock, self._sender = results
+            self._results_sock, self._sender, _ = results
             self._sockets.append(self._results_sock)
+            self._watch(results[2])
         if self._receiver is not None:
             self._thread = threading.Thread(
                 target=self._receiver.run,
@@ -148,6 +153,10 @@ class Subscription:
         log.info(
             "subscription %s: streams %s from %s", config.name, ",".join(config.streams), where
         )
+
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
 
     def _socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
         assert self._context is not None
@@ -179,6 +188,9 @@ class Subscription:
     def _teardown(self) -> None:
         """Close the sockets and the context. With the lock held, the receiver stopped."""
         self._state = "closed"
+        for link in self._links:  # before their sockets and the context
+            link.close()
+        self._links.clear()
         if isinstance(self._work, WorkSet):
             self._work.close()
         if self._endpoints is not None:

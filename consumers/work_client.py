@@ -26,6 +26,7 @@ import zmq
 
 from framebroker.control_protocol import decode_reply
 from framebroker.errors import ProtocolError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import decode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import WorkRequest, encode_work_request, is_reply
@@ -51,8 +52,10 @@ class WorkClient:
         name: str,
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
+        link: LinkMonitor | None = None,
     ) -> None:
         self._sock = sock
+        self._link = link  # polled before each request: a refused handshake is retried
         self._stats = stats
         self._bad_input = bad_input
         self._group = group
@@ -71,6 +74,8 @@ class WorkClient:
     def ask_if_due(self, now: float, credit: int = CREDIT) -> None:
         """Send the request (``credit`` frames) if none went out in the last HEARTBEAT_S."""
         if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
+            if self._link is not None:
+                self._link.poll()  # idle moments only: a refused handshake is retried
             self._ask(now, credit)
 
     def revoke(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 
 from framebroker.brokerset import EndpointSet
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import ClientSecurity
 from framebroker.transport import connect, make_socket
@@ -165,10 +166,12 @@ def work_client(
     stats: ConsumerStats,
     bad_input: RateLimitedLog,
     new_socket: Callable[..., zmq.Socket[Any]],
+    watch: Callable[[LinkMonitor], LinkMonitor] | None = None,
 ) -> tuple[EndpointSet, WorkClient | WorkSet]:
     """The worker side for ``config.work``: a WorkClient on one DEALER for one broker
     (exactly as before sets), a WorkSet for a set. ``new_socket(kind, **options)`` makes
-    (and keeps track of) the one broker's socket."""
+    (and keeps track of) the one broker's socket; ``watch`` takes (and later closes) the
+    monitor that retries a refused handshake on it."""
     assert config.group is not None
     args: dict[str, Any] = dict(
         group=config.group, streams=config.streams, name=config.name, stats=stats,
@@ -179,6 +182,8 @@ def work_client(
     if endpoints.single:
         dealer = new_socket(zmq.DEALER, linger_ms=0)
         config.security.secure(dealer, "broker")
-        connect(dealer, endpoints.members()[0])
-        return endpoints, WorkClient(dealer, **args)
+        link = connect_watched(dealer, endpoints.members()[0])
+        if watch is not None:
+            watch(link)
+        return endpoints, WorkClient(dealer, link=link, **args)
     return endpoints, WorkSet(context, endpoints, config.security, **args)

@@ -24,6 +24,7 @@ RESULTS_PORT = 5557
 CONTROL_PORT = 5558
 ACKED_RESULTS_PORT = 5559  # v1.1: results the sink acknowledges once stored
 WORK_PORT = 5560  # v1.2: workers of a work group ask the broker for frames
+SINK_CONTROL_PORT = 5561  # v1.3: the sink's control port (ping, stats)
 AUTO = "auto"  # an endpoint derived from another one (see acked_endpoint, work_endpoint)
 
 _ENDPOINT = re.compile(
@@ -184,17 +185,26 @@ def work_endpoint(control: str) -> str:
     return _sibling(control, "work", "work")
 
 
-def _sibling(endpoint: str, suffix: str, what: str) -> str:
-    """The endpoint 2 ports above ``endpoint`` (or with ``.suffix`` for ipc/inproc)."""
+def sink_control_endpoint(results: str) -> str:
+    """The sink's control endpoint that goes with its results endpoint (protocol v1.3).
+
+    TCP: the same host, port + 4 (5557 -> 5561; port 0 or ``*`` stays as it is).
+    ``ipc://PATH`` -> ``ipc://PATH.control``, ``inproc://NAME`` -> ``inproc://NAME.control``.
+    """
+    return _sibling(results, "control", "sink control", offset=SINK_CONTROL_PORT - RESULTS_PORT)
+
+
+def _sibling(endpoint: str, suffix: str, what: str, offset: int = 2) -> str:
+    """The endpoint ``offset`` ports above ``endpoint`` (or with ``.suffix`` for ipc/inproc)."""
     parse_endpoint(endpoint)
     if not endpoint.startswith("tcp://"):
         return f"{endpoint}.{suffix}"
     host, port = endpoint.rsplit(":", 1)
     if port in ("*", "0"):
         return endpoint
-    if int(port) + 2 > 65535:
-        raise ConfigError(f"no {what} port after {endpoint} (port + 2 > 65535)")
-    return f"{host}:{int(port) + 2}"
+    if int(port) + offset > 65535:
+        raise ConfigError(f"no {what} port after {endpoint} (port + {offset} > 65535)")
+    return f"{host}:{int(port) + offset}"
 
 
 # --- broker sets (docs/protocol.md "Broker sets"; resolved by framebroker.brokerset) ---

@@ -1,4 +1,5 @@
-"""A client for the broker's control port: list streams, stats, ping; of one broker or a set."""
+"""A client for a control port: the broker's (streams, stats, groups, ping; of one broker
+or a set) or the sink's (stats, ping)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ def request(
     *,
     timeout: float = 2.0,
     security: ClientSecurity = PLAINTEXT_CLIENT,
+    server: str = "broker",
     **args: Any,
 ) -> dict[str, Any]:
     """Send one control request and return the reply map.
 
-    Raises TransportError when the broker does not answer within ``timeout`` seconds and
+    ``server``: "broker" or "sink", whose CURVE key ``security`` uses and the errors name.
+    Raises TransportError when the server does not answer within ``timeout`` seconds and
     ProtocolError when it answers with garbage; an error reply comes back with ok=False.
     ``security``: CURVE keys when the broker runs CURVE (it never answers a client it
     rejected, so a mismatch shows as no reply).
@@ -33,7 +36,7 @@ def request(
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = make_socket(ctx, zmq.REQ, linger_ms=0, heartbeat_ms=None)
     try:
-        security.secure(sock, "broker")
+        security.secure(sock, server)
         # A REQ socket's send waits for a connected peer: after a refused handshake (a
         # CURVE mismatch) there may never be one, so the send is bounded by the timeout too.
         sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
@@ -45,13 +48,13 @@ def request(
             answered = False
         if not answered:
             hint = (
-                "does its allow-list have our CURVE key, and is --curve-broker-key its key?"
+                f"does its allow-list have our CURVE key, and is --curve-{server}-key its key?"
                 if security.curve
-                else "if it runs CURVE, give --curve-key and --curve-broker-key"
+                else f"if it runs CURVE, give --curve-key and --curve-{server}-key"
             )
             raise TransportError(
-                f"no reply from broker control port {endpoint} "
-                f"within {timeout:g}s (is the broker running? {hint})"
+                f"no reply from {server} control port {endpoint} "
+                f"within {timeout:g}s (is the {server} running? {hint})"
             )
         return control_protocol.decode_reply(sock.recv())
     finally:

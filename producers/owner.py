@@ -23,13 +23,14 @@ import zmq
 
 from framebroker import placement
 from framebroker.brokerset import EndpointSet, member_id
+from framebroker.link import LinkMonitor
 from framebroker.security import ClientSecurity
 from framebroker.transport import connect, make_socket
 
-from .link import LinkMonitor
 from .liveness import Liveness
 
 log = logging.getLogger("framebroker.producers.owner")
+LINK_LOG = logging.getLogger("framebroker.producers.link")  # connects, losses, refusals
 
 
 class OwnerLink:
@@ -108,7 +109,9 @@ class OwnerLink:
             log.warning("stream %r moves from broker %s to %s", self.stream, old, endpoint)
         connect(sock, endpoint)
         if self.monitor is None:
-            self.monitor = LinkMonitor(sock, endpoint)
+            self.monitor = LinkMonitor(
+                sock, endpoint, lost_note="; frames are dropped until it is back", logger=LINK_LOG
+            )
         else:
             self.monitor.follow(endpoint)
 

@@ -13,7 +13,7 @@ capture time, encodes it (JPEG or raw, :mod:`framebroker.codec`) and hands it to
 socket with ZMQ_CONFLATE, exactly as ``framebroker produce`` does: a send never blocks
 the caller, and when the link to the broker is slower than you send, only the newest
 frame waits to go (older ones are dropped, never queued). Frames sent while the broker is
-unreachable are dropped too; :class:`~.link.LinkMonitor` logs when it comes and goes.
+unreachable are dropped too; :class:`~framebroker.link.LinkMonitor` logs when it comes and goes.
 """
 
 from __future__ import annotations

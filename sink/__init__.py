@@ -3,7 +3,9 @@
 ::
 
     config.py     SinkConfig: the sink's settings and their flags
-    service.py    Sink: the results and acknowledged results ports (PULL, ROUTER)
+    service.py    Sink: the results and acknowledged results ports (PULL, ROUTER), and
+                  the control port (ping, stats; framebroker.control_port)
+    pending.py    PendingResults: results waiting to be written, one per result key
     record.py     ResultRecord: one stored result, its result map as plain JSON
     store.py      ResultStore, SQLiteStore, FanOutStore: the one home of the SQLite schema,
                   its writer and its reader (SQLiteStore.open_existing)

@@ -269,19 +269,20 @@ def test_client_reports_a_missing_broker(client):
     assert "no reply" in listed.stderr
 
 
-def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_path):
-    """A JavaScript worker joins a work group (protocol v1.2) beside a Python one."""
-    stream, group = STREAMS["jpeg"], "mixed"
+def test_worker_shares_a_stream_with_a_python_worker(client, cluster, tmp_path):
+    """A C or JavaScript worker joins a work group (protocol v1.2) beside a Python one."""
+    name, command = client
+    stream, group = STREAMS["jpeg"], f"mixed-{name}"
     work = work_endpoint(cluster.control)
     procs = CliProcesses(tmp_path)
     try:
         procs.start(
-            *("consume", "stats", "--group", group, "--streams", stream, "--name", "py-worker"),
+            *("consume", "stats", "--group", group, "--streams", stream, "--name", f"py-{name}"),
             *("--work", work, "--results", cluster.results, "--publish", cluster.publish),
         )
         worker = run(
-            js_client,
-            *("work", "--group", group, "--stream", stream, "--name", "js-worker"),
+            command,
+            *("work", "--group", group, "--stream", stream, "--name", f"{name}-worker"),
             *("--work", work, "--results", cluster.results, "--count", str(N), "--timeout", "15"),
         )
         groups = request(cluster.control, "groups")["groups"]
@@ -293,21 +294,22 @@ def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_
     frames = [json.loads(line) for line in worker.stdout.splitlines()]
     seqs = [f["seq"] for f in frames]
     assert len(frames) == N and seqs == sorted(set(seqs)), seqs
-    # the JS worker has left (it says `leave` when done); the Python one is still there
+    # the C/JS worker has left (it says `leave` when done); the Python one is still there
     assert [(g["group"], [w["name"] for w in g["workers"]]) for g in groups] == [
-        (group, ["py-worker"])
+        (group, [f"py-{name}"])
     ]
     assert stats["workers_joined"] >= 2 and stats["workers_left"] >= 1
 
     def all_results_stored():
-        """the sink stored the JS worker's results"""
-        return len(stored_results(cluster.db, "js-worker")) >= N
+        """the sink stored the C/JS worker's results"""
+        return len(stored_results(cluster.db, f"{name}-worker")) >= N
 
     wait_until(all_results_stored, timeout=10)
-    js = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "js-worker")}
-    py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "py-worker")}
+    theirs = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, f"{name}-worker")}
+    py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, f"py-{name}")}
     assert py, "the Python worker processed nothing"
-    assert not js & py, f"frames processed by both workers of one group: {sorted(js & py)}"
+    both = theirs & py
+    assert not both, f"frames processed by both workers of one group: {sorted(both)}"
 
 
 def test_js_client_subscribes_to_a_broker_set_across_a_kill_9(js_client, tmp_path):

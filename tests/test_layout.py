@@ -44,6 +44,7 @@ PURE = (
     "framebroker/protocol.py",
     "framebroker/work_protocol.py",
     "framebroker/control_protocol.py",
+    "framebroker/capabilities.py",
 )
 
 

@@ -6,8 +6,8 @@
 //   node fbclient.mjs streams [--broker HOST] [--json]
 //   node fbclient.mjs vectors DIR
 //
-// Same behaviour and output as examples/c/fbclient (see its header comment); `work` (a worker of
-// a work group, protocol v1.2) is this client's only: same output as `subscribe`.
+// Same behaviour and output as examples/c/fbclient (see its header comment), `work` (a worker of
+// a work group, protocol v1.2) included: same output as `subscribe`.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
@@ -292,7 +292,26 @@ const DECODERS = {
   reply: decodeReply,
 };
 
+// A "parts-" vector is a whole ZeroMQ message: each part as a uint32 big-endian length and its
+// bytes. Every message of the protocol is one frame: several parts are rejected ("multipart").
+function splitParts(buf) {
+  const parts = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf.length - at < 4) throw new Error("bad parts file");
+    const size = buf.readUInt32BE(at);
+    if (size > buf.length - at - 4) throw new Error("bad parts file");
+    parts.push(buf.subarray(at + 4, at + 4 + size));
+    at += 4 + size;
+  }
+  return parts;
+}
+
 function outcome(name, buf) {
+  if (name.startsWith("parts-")) {
+    const parts = splitParts(buf);
+    return parts.length === 1 ? outcome(name.slice(6), parts[0]) : `{"error":"multipart"}`;
+  }
   const decode = DECODERS[name.split("-", 1)[0]];
   try {
     return `{"decoded":${canonical(decode(buf))}}`;
