@@ -31,6 +31,7 @@ from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import connect, make_socket
 
 from .config import ConsumerConfig
+from .sink_set import SinkSet, make_sink_set
 from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
@@ -94,9 +95,15 @@ class AckedSender:
     """Sends on a connected DEALER and keeps each result until the sink acknowledges it."""
 
     def __init__(
-        self, sock: zmq.Socket[Any], endpoint: str, stats: ConsumerStats, capacity: int
+        self,
+        sock: zmq.Socket[Any],
+        endpoint: str,
+        stats: ConsumerStats,
+        capacity: int,
+        sinks: SinkSet | None = None,
     ) -> None:
         self._sock = sock
+        self._sinks = sinks  # a sink set: re-resolved from pump()
         self._endpoint = endpoint
         self._stats = stats
         self._capacity = capacity
@@ -143,6 +150,8 @@ class AckedSender:
 
     def pump(self) -> None:
         """Take acknowledgements off the socket and resend what waited too long."""
+        if self._sinks is not None:
+            self._sinks.maybe_refresh()
         while True:
             try:
                 data = self._sock.recv(zmq.NOBLOCK)
@@ -214,23 +223,29 @@ def connect_sender(
 ) -> tuple[zmq.Socket[Any], Sender] | None:
     """The socket to the sink and its sender, as ``config`` asks (None: results go nowhere).
 
-    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once);
-    otherwise ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller
-    closes the socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
+    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once), connected
+    to every sink of ``sink`` when a sink set is given (:mod:`.sink_set`); otherwise
+    ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller closes the
+    socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
     """
     endpoint = config.acked_results or config.results
     if endpoint is None:
         return None
     kind = zmq.DEALER if config.acked_results is not None else zmq.PUSH
     sock = make_socket(context, kind, sndhwm=config.result_buffer, linger_ms=RESULT_LINGER_MS)
+    sinks: SinkSet | None = None
     try:
         config.security.secure(sock, "sink")
-        connect(sock, endpoint)
+        if config.sink is not None and kind == zmq.DEALER:
+            sinks = make_sink_set(sock, config.sink, config.sink_port())
+            endpoint = sinks.describe()
+        else:
+            connect(sock, endpoint)
     except BaseException:
         sock.close(linger=0)
         raise
     if kind == zmq.DEALER:
-        return sock, AckedSender(sock, endpoint, stats, config.result_buffer)
+        return sock, AckedSender(sock, endpoint, stats, config.result_buffer, sinks)
     return sock, ResultSender(sock, endpoint, stats)
 
 

@@ -36,7 +36,7 @@ from .config import ConsumerConfig
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
-from .results import AckedSender, ResultSender, Sender
+from .results import Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
@@ -110,28 +110,9 @@ class Consumer(Service):
                 stats=self.stats,
                 bad_input=self._bad_input,
             )
-        if self.config.acked_results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.DEALER,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.acked_results)
-            self._sender = AckedSender(
-                self._push, self.config.acked_results, self.stats, self.config.result_buffer
-            )
-        elif self.config.results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.PUSH,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.results)
-            self._sender = ResultSender(self._push, self.config.results, self.stats)
+        results = connect_sender(self._context, self.config, self.stats)
+        if results is not None:
+            self._push, self._sender = results
         log.info(
             "consumer %s: %s on streams %s from %s, results to %s",
             self.name,
@@ -140,10 +121,17 @@ class Consumer(Service):
             self.config.publish
             if self.config.group is None
             else f"{self.config.work} as a worker of group {self.config.group}",
-            self.config.acked_results or self.config.results or "nowhere",
+            self._results_where(),
         )
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
+
+    def _results_where(self) -> str:
+        if self._push is None:
+            return "nowhere"
+        if self.config.sink is not None and self.config.acked_results is not None:
+            return f"the sink set {self.config.sink}"
+        return self.config.acked_results or self.config.results or "nowhere"
 
     def _serve(self) -> None:
         """Process frames until stopped or ``duration`` passes.

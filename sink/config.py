@@ -52,7 +52,14 @@ class SinkConfig:
             " auto: the --results port + 2; none: off",
         ),
     )
-    db: str = field(default=DEFAULT_DB, metadata=option("--db", help="SQLite results database"))
+    db: str = field(
+        default=DEFAULT_DB,
+        metadata=option(
+            "--db",
+            help="results database: a SQLite file, or postgresql://USER@HOST/DBNAME "
+            "(a server several sinks share)",
+        ),
+    )
     jsonl: str | None = field(
         default=None, metadata=option("--jsonl", help="also append results to this JSON Lines file")
     )

@@ -47,8 +47,9 @@ from framebroker.transport import bind, make_socket
 
 from .config import SinkConfig
 from .jsonl import JsonLinesStore
+from .postgres import redact
 from .record import ResultRecord
-from .store import FanOutStore, ResultStore, SQLiteStore
+from .store import FanOutStore, ResultStore, open_writer
 
 __all__ = ["Sink", "SinkConfig", "SinkStats", "open_store"]  # SinkConfig: from .config
 
@@ -77,16 +78,16 @@ class SinkStats:
 
 
 def open_store(config: SinkConfig) -> ResultStore:
-    """The store ``config`` asks for: SQLite, plus JSON Lines when ``jsonl`` is set."""
-    sqlite = SQLiteStore(config.db)
+    """The store ``config`` asks for: SQLite or PostgreSQL, plus JSON Lines when ``jsonl``."""
+    main = open_writer(config.db)
     if config.jsonl is None:
-        return sqlite
+        return main
     try:
         jsonl = JsonLinesStore(config.jsonl)
     except StoreError:
-        sqlite.close()
+        main.close()
         raise
-    return FanOutStore([sqlite, jsonl])
+    return FanOutStore([main, jsonl])
 
 
 class Sink(Service):
@@ -315,6 +316,5 @@ class Sink(Service):
             self._pending_acks = []
 
     def _where(self) -> str:
-        if self.config.jsonl:
-            return f"{self.config.db} and {self.config.jsonl}"
-        return self.config.db
+        db = redact(self.config.db)
+        return f"{db} and {self.config.jsonl}" if self.config.jsonl else db
