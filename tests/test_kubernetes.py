@@ -15,7 +15,6 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
