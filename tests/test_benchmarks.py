@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, require
 
-SCENARIOS = {"freshness", "throughput", "latency", "scale", "codec", "groups"}
+SCENARIOS = {"freshness", "throughput", "latency", "scale", "codec", "groups", "sinks"}
 
 
 def numbers(row: list[object]) -> list[float]:
