@@ -59,7 +59,9 @@ class PostgresServer:
         argv = ["su", self._owner, "-s", "/bin/sh", "-c", command] if self._owner else list(args)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{command} failed: {done.stdout}{done.stderr}")
+            log = self.dir / "log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{command} failed: {done.stdout}{done.stderr}{tail}")
 
     def init(self) -> None:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER)
