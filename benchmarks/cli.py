@@ -35,6 +35,7 @@ SCENARIOS = (
     "recording",
     "shm",
     "cluster",
+    "sinks",
 )
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"

@@ -24,6 +24,7 @@ ORDER = (
     "recording",
     "shm",
     "cluster",
+    "sinks",
 )
 TITLES = {
     "freshness": "1. Freshness",
@@ -35,6 +36,7 @@ TITLES = {
     "recording": "7. Recording",
     "shm": "8. Same-host shared memory",
     "cluster": "9. Cluster (broker sets)",
+    "sinks": "10. Sinks: SQLite and PostgreSQL",
 }
 
 SKELETON = f"""# Benchmarks

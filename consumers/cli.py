@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_options(parser, ConsumerConfig, only=("streams", "name", "group"))
     add_broker_options(parser, "publish", "results", "work")
-    add_options(parser, ConsumerConfig, only=("acked_results",))
+    add_options(parser, ConsumerConfig, only=("acked_results", "sink"))
     add_option(
         parser,
         "--send-results",

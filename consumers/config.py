@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framebroker.config import (
+    ACKED_RESULTS_PORT,
     AUTO,
     PUBLISH_PORT,
     RESULTS_PORT,
@@ -22,6 +23,7 @@ from framebroker.config import (
     parse_optional_endpoint,
     parse_positive,
 )
+from framebroker.endpoints import parse_hosts
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
 from framebroker.protocol import subscription_for
@@ -99,6 +101,8 @@ class ConsumerConfig:
     time and gets the newest frame no other worker of the group has taken.
     ``shm`` (default True): frames whose producer writes shared memory on this host are
     read from it (a numpy view of the slot, no copy); False: always over the network.
+    ``sink``: a sink set (``"s1,s2"`` or a DNS name resolving to every sink): results go
+    to one live sink's acknowledged results port and move to another when it dies.
     ``security``: CURVE for both the broker and the sink, or plaintext for both.
     The endpoints' flags are ``--broker HOST`` and ``--publish/--results/--work``.
     """
@@ -117,6 +121,18 @@ class ConsumerConfig:
             help="the sink's acknowledged results endpoint (protocol v1.1: results are kept and "
             "resent until stored, at-least-once); auto: the --results port + 2; none: plain "
             "PUSH to --results (at-most-once)",
+        ),
+    )
+    sink: str | None = field(
+        default=None,
+        metadata=option(
+            "--sink",
+            convert=_or_none,
+            metavar="HOSTS",
+            help="the sink set: HOST[:PORT],... or one DNS name resolving to every sink "
+            "(tasks.sink, a headless Service); results go to the acknowledged results port "
+            "(that of --acked-results, 5559 by default) of one live sink, and to another when "
+            "it dies (default: the sink of --results)",
         ),
     )
     streams: tuple[str, ...] = field(
@@ -185,6 +201,8 @@ class ConsumerConfig:
             object.__setattr__(self, "acked_results", auto)
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
+        if self.sink is not None:
+            self._check_sink_set()
         sends = self.results is not None or self.acked_results is not None
         self.security.require("broker", *(["sink"] if sends else []))
         streams = parse_patterns(self.streams)
@@ -204,6 +222,22 @@ class ConsumerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, not {value!r}")
+
+    def _check_sink_set(self) -> None:
+        parse_hosts(self.sink or "")
+        if self.acked_results is None:
+            raise ConfigError(
+                "--sink needs acknowledged results (a result goes to another sink when one dies"
+                " only if the sink acknowledges it): drop --acked-results none"
+            )
+
+    def sink_port(self) -> int:
+        """The port of the sink set's hosts that name none: the --acked-results port."""
+        if self.acked_results is not None and self.acked_results.startswith("tcp://"):
+            port = self.acked_results.rsplit(":", 1)[1]
+            if port.isdigit() and port != "0":
+                return int(port)
+        return ACKED_RESULTS_PORT
 
     def _check_group(self, streams: tuple[str, ...]) -> None:
         try:

@@ -32,6 +32,7 @@ from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
+from .sink_set import SinkSet, make_sink_set
 from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
@@ -113,8 +114,10 @@ class AckedSender:
         stats: ConsumerStats,
         capacity: int,
         link: LinkMonitor | None = None,
+        sinks: SinkSet | None = None,
     ) -> None:
         self._sock = sock
+        self._sinks = sinks  # a sink set: re-resolved from pump()
         self._endpoint = endpoint
         self._stats = stats
         self._capacity = capacity
@@ -164,6 +167,8 @@ class AckedSender:
         """Take acknowledgements off the socket and resend what waited too long."""
         if self._link is not None:
             self._link.poll()
+        if self._sinks is not None:
+            self._sinks.maybe_refresh()
         while True:
             try:
                 data = self._sock.recv(zmq.NOBLOCK)
@@ -236,24 +241,34 @@ def connect_sender(
     """The socket to the sink, its sender and the socket's connection monitor, as
     ``config`` asks (None: results go nowhere).
 
-    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once);
-    otherwise ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller
-    closes the monitor, then the socket (with its linger, so queued results get
-    ``RESULT_LINGER_MS``).
+    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once), connected
+    to every sink of ``sink`` when a sink set is given (:mod:`.sink_set`); otherwise
+    ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller closes the
+    monitor, then the socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
     """
     endpoint = config.acked_results or config.results
     if endpoint is None:
         return None
     kind = zmq.DEALER if config.acked_results is not None else zmq.PUSH
     sock = make_socket(context, kind, sndhwm=config.result_buffer, linger_ms=RESULT_LINGER_MS)
+    sinks: SinkSet | None = None
+    link: LinkMonitor | None = None
     try:
         config.security.secure(sock, "sink")
-        link = connect_watched(sock, endpoint, peer="sink", lost_note="; results wait for it")
+        if config.sink is not None and kind == zmq.DEALER:
+            link = LinkMonitor(sock, config.sink, peer="sink", lost_note="; results wait for it")
+            sinks = make_sink_set(sock, config.sink, config.sink_port())
+            endpoint = sinks.describe()
+        else:
+            link = connect_watched(sock, endpoint, peer="sink", lost_note="; results wait for it")
     except BaseException:
+        if link is not None:
+            link.close()
         sock.close(linger=0)
         raise
     if kind == zmq.DEALER:
-        return sock, AckedSender(sock, endpoint, stats, config.result_buffer, link), link
+        sender = AckedSender(sock, endpoint, stats, config.result_buffer, link, sinks)
+        return sock, sender, link
     return sock, ResultSender(sock, endpoint, stats, link), link
 
 

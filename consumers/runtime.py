@@ -127,7 +127,7 @@ class Consumer(Service):
             self.config.publish
             if self.config.group is None
             else f"{self.config.work} as a worker of group {self.config.group}",
-            self.config.acked_results or self.config.results or "nowhere",
+            self._results_where(),
         )
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
@@ -136,6 +136,13 @@ class Consumer(Service):
         assert self._context is not None
         self._dealer = make_socket(self._context, kind, **options)
         return self._dealer
+
+    def _results_where(self) -> str:
+        if self._push is None:
+            return "nowhere"
+        if self.config.sink is not None and self.config.acked_results is not None:
+            return f"the sink set {self.config.sink}"
+        return self.config.acked_results or self.config.results or "nowhere"
 
     def _serve(self) -> None:
         """Process frames until stopped or ``duration`` passes.

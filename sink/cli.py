@@ -33,7 +33,7 @@ from .config import SinkConfig
 from .metrics import SinkCollector
 from .results import follow, show
 from .service import Sink
-from .store import SQLiteStore
+from .store import open_reader
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def run_sink(args: argparse.Namespace) -> int:
 
 SINK = Command(
     name="sink",
-    help="store results pushed by consumers in SQLite (and optionally JSON Lines)",
+    help="store results pushed by consumers in SQLite or PostgreSQL (and optionally JSON Lines)",
     add_arguments=add_sink_arguments,
     run=run_sink,
     metrics=True,
@@ -129,7 +129,7 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
 def run_results(args: argparse.Namespace) -> int:
     if args.stats:
         return run_sink_stats(args)
-    store = SQLiteStore.open_existing(args.db)  # StoreError -> exit 1 with its message
+    store = open_reader(args.db)  # StoreError -> exit 1 with its message
     stopping: list[bool] = []
     try:
         last, table = show(

@@ -32,7 +32,7 @@ class SinkConfig:
     """Everything the sink needs; validated on construction (ConfigError).
 
     ``acked_results``: the acknowledged results endpoint (protocol v1.1); ``auto`` is the
-    ``results`` port + 2, None turns it off. ``control``: the control endpoint (v1.3, ping
+    ``results`` port + 2, None turns it off. ``control``: the control endpoint (v1.5, ping
     and stats); ``auto`` is the ``results`` port + 4 (5561), None turns it off.
     ``rcvhwm``: messages queued per peer; ``max_pending``: distinct results kept for retry
     while the store is failing.
@@ -60,11 +60,18 @@ class SinkConfig:
         metadata=option(
             "--control",
             type=parse_optional_endpoint,
-            help="endpoint to bind for control requests (protocol v1.3: ping, stats);"
+            help="endpoint to bind for control requests (protocol v1.5: ping, stats);"
             " auto: the --results port + 4 (5561); none: off",
         ),
     )
-    db: str = field(default=DEFAULT_DB, metadata=option("--db", help="SQLite results database"))
+    db: str = field(
+        default=DEFAULT_DB,
+        metadata=option(
+            "--db",
+            help="results database: a SQLite file, or postgresql://USER@HOST/DBNAME "
+            "(a server several sinks share)",
+        ),
+    )
     jsonl: str | None = field(
         default=None, metadata=option("--jsonl", help="also append results to this JSON Lines file")
     )

@@ -18,7 +18,7 @@ messages per connected peer. ``close()`` (or ``stop()`` then the end of ``run()`
 stores whatever already arrived before releasing the socket.
 While the store cannot write (a full disk) results wait in :class:`~.pending.PendingResults`,
 one entry per result key however often a consumer resends it, and are written on retry.
-A control port (protocol v1.3, default the results port + 4 = 5561) answers ``ping``
+A control port (protocol v1.5, default the results port + 4 = 5561) answers ``ping``
 and ``stats`` (:class:`framebroker.control_port.ControlPort`, the broker's code).
 With CURVE keys in ``SinkConfig.security`` every port is a CURVE server that admits only
 allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
@@ -56,8 +56,9 @@ from framebroker.transport import bind, make_socket
 from .config import SinkConfig
 from .jsonl import JsonLinesStore
 from .pending import PendingResults
+from .postgres import redact
 from .record import ResultRecord
-from .store import FanOutStore, ResultStore, SQLiteStore
+from .store import FanOutStore, ResultStore, open_writer
 
 __all__ = ["Sink", "SinkConfig", "SinkStats", "open_store"]  # SinkConfig: from .config
 
@@ -85,7 +86,7 @@ class SinkStats:
     auth_rejected: int = 0  # client handshakes rejected by CURVE (nothing of theirs received)
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
     uptime_s: float = 0.0
-    control_requests: int = 0  # requests on the control port (v1.3)
+    control_requests: int = 0  # requests on the control port (v1.5)
     control_errors: int = 0  # of them, answered with an error reply
     rejected_by_reason: dict[str, int] = field(default_factory=dict)  # control_invalid, ...
 
@@ -95,16 +96,16 @@ class SinkStats:
 
 
 def open_store(config: SinkConfig) -> ResultStore:
-    """The store ``config`` asks for: SQLite, plus JSON Lines when ``jsonl`` is set."""
-    sqlite = SQLiteStore(config.db)
+    """The store ``config`` asks for: SQLite or PostgreSQL, plus JSON Lines when ``jsonl``."""
+    main = open_writer(config.db)
     if config.jsonl is None:
-        return sqlite
+        return main
     try:
         jsonl = JsonLinesStore(config.jsonl)
     except StoreError:
-        sqlite.close()
+        main.close()
         raise
-    return FanOutStore([sqlite, jsonl])
+    return FanOutStore([main, jsonl])
 
 
 class Sink(Service):
@@ -364,6 +365,5 @@ class Sink(Service):
             self._pending.clear()
 
     def _where(self) -> str:
-        if self.config.jsonl:
-            return f"{self.config.db} and {self.config.jsonl}"
-        return self.config.db
+        db = redact(self.config.db)
+        return f"{db} and {self.config.jsonl}" if self.config.jsonl else db

@@ -26,6 +26,7 @@ SCENARIOS = {
     "recording",
     "shm",
     "cluster",
+    "sinks",
 }
 
 

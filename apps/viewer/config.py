@@ -16,9 +16,10 @@ from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 @dataclass(frozen=True)
 class ViewerConfig:
     """``publish``/``control``: the broker's endpoints (flags ``--broker``, ``--publish``,
-    ``--control``); ``db``: the sink's SQLite database for result overlays (None: none);
-    ``host``/``port``: where the web server binds (port 0: any free one); ``streams``:
-    patterns of the streams shown; ``quality``: JPEG quality for raw streams."""
+    ``--control``); ``db``: the sink's database (SQLite file or postgresql:// URL) for
+    result overlays (None: none); ``host``/``port``: where the web server binds (port 0:
+    any free one); ``streams``: patterns of the streams shown; ``quality``: JPEG quality
+    for raw streams."""
 
     publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
     control: str = connect_endpoint("127.0.0.1", CONTROL_PORT)
@@ -26,8 +27,9 @@ class ViewerConfig:
         default=None,
         metadata=option(
             "--db",
-            metavar="PATH",
-            help="the sink's SQLite database, read for result overlays (default: no results)",
+            metavar="DB",
+            help="the sink's database (SQLite file or postgresql://USER@HOST/DBNAME), read for "
+            "result overlays (default: no results)",
         ),
     )
     host: str = field(

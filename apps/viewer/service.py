@@ -24,6 +24,7 @@ from framebroker import control
 from framebroker.broker.set_view import merge_streams
 from framebroker.errors import FrameBrokerError, TransportError
 from framebroker.service import Service
+from framebroker.sink.postgres import redact
 
 from .config import ViewerConfig
 from .hub import FrameHub, jpeg_of
@@ -101,7 +102,7 @@ class Viewer(Service):
             self.http_endpoint,
             self.config.publish,
             self.config.control,
-            self.config.db or "nowhere (no --db)",
+            redact(self.config.db) if self.config.db else "nowhere (no --db)",
         )
         log.info("viewer security: %s", self.config.security.describe("broker"))
 
