@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from framebroker import control_protocol, protocol
+from framebroker import control_protocol, protocol, shm_protocol
 from framebroker.broker.limits import MAX_CONTROL_PARTS
 from framebroker.errors import ProtocolError
 from framebroker.protocol import encode_result, topic_for
@@ -102,9 +102,15 @@ def bad_frame(rng: random.Random, i: int) -> bytes:
 
 
 def frame_reason(data: bytes) -> str | None:
-    """The kind the reference decoder gives ``data``; None for a valid frame."""
+    """The kind the reference decoders give ``data`` at the broker's ingest; None for a
+    valid message. A message whose topic starts with ``$`` is a shared-memory descriptor
+    (protocol v1.4), which only a producer's descriptor (not a network notice) may be."""
     try:
-        protocol.decode_frame(data)
+        if data[:1] == b"$":
+            if isinstance(shm_protocol.decode_descriptor(data), shm_protocol.NetworkNotice):
+                return "header"
+        else:
+            protocol.decode_frame(data)
     except ProtocolError as exc:
         return exc.kind
     return None
