@@ -40,7 +40,7 @@ class LoopbackSet:
         return ",".join(self.endpoints("ingest"))
 
     def member(self, host: str) -> str:
-        """The member id placement hashes for ``host`` (framebroker.brokerset.member_id)."""
+        """The member id placement hashes for ``host`` (framebroker.endpoints.member_id)."""
         return f"{host}:{PORTS['ingest']}"
 
     def start_all(self) -> None:

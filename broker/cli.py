@@ -10,7 +10,6 @@ import threading
 from typing import Any
 
 from framebroker import control
-from framebroker.brokerset import EndpointSet
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.cli_service import run_service
 from framebroker.config import (
@@ -20,6 +19,7 @@ from framebroker.config import (
     parse_positive,
     resolve_endpoint,
 )
+from framebroker.endpoints import EndpointSet
 from framebroker.errors import ConfigError
 from framebroker.options import add_options, config_from_args
 from framebroker.security import ClientSecurity

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from framebroker.brokerset import member_id
 from framebroker.control import Answer
+from framebroker.endpoints import member_id
 
 from .tables import COLUMNS, format_table, stream_row
 

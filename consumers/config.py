@@ -193,7 +193,7 @@ class ConsumerConfig:
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigError(f"consumer name must be non-empty without spaces: {self.name!r}")
-        check_endpoints(self.publish)  # one broker or a set (framebroker.brokerset)
+        check_endpoints(self.publish)  # one broker or a set (framebroker.endpoints)
         if self.results is not None:
             parse_endpoint(self.results)
         if self.acked_results == AUTO:

@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.brokerset import Connections, EndpointSet, connect_all
+from framebroker.endpoints import Connections, EndpointSet, connect_all
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage

@@ -11,9 +11,10 @@ is resent after ``RESEND_S`` and goes to another sink; every sink stores a resul
 once and a shared database (PostgreSQL) keeps one row per result, so nothing is lost and
 nothing doubled.
 
-The set is a list of hosts or a DNS name with one address per replica
-(:class:`framebroker.endpoints.EndpointSet`); it is resolved again every ``REFRESH_S``
-and the socket connected to new sinks and disconnected from gone ones.
+The set is a list of hosts or a DNS name with one address per replica, the same
+:class:`framebroker.endpoints.EndpointSet` as a broker set's; it is resolved again every
+``REFRESH_S`` from the sending thread and the socket connected to new sinks and
+disconnected from gone ones (:class:`framebroker.endpoints.Connections`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.endpoints import EndpointSet
-from framebroker.ratelimit import RateLimitedLog
+from framebroker.endpoints import Connections, EndpointSet, host_endpoints
 
 log = logging.getLogger("framebroker.consumer")
 
@@ -38,16 +38,15 @@ class SinkSet:
     def __init__(
         self, sock: zmq.Socket[Any], endpoints: EndpointSet, refresh_s: float = REFRESH_S
     ) -> None:
-        self._sock = sock
         self._endpoints = endpoints
+        self._connections = Connections(sock, endpoints)
         self._refresh_s = refresh_s
         self._next = 0.0
-        self._log = RateLimitedLog(log, interval=30.0)
 
     @property
-    def connected(self) -> list[str]:
+    def connected(self) -> tuple[str, ...]:
         """The endpoints the socket is connected to now."""
-        return self._endpoints.endpoints
+        return self._connections.connected
 
     def describe(self) -> str:
         return f"the sink set {self._endpoints.spec}"
@@ -55,14 +54,11 @@ class SinkSet:
     def refresh(self) -> None:
         """Resolve again; connect to new sinks, disconnect from gone ones."""
         self._next = time.monotonic() + self._refresh_s
-        added, removed = self._endpoints.refresh()
-        for endpoint in removed:
-            try:
-                self._sock.disconnect(endpoint)
-            except zmq.ZMQError as exc:
-                log.debug("sink set: disconnect %s: %s", endpoint, exc)
-        for endpoint in added:
-            self._sock.connect(endpoint)
+        before = self.connected
+        self._endpoints.resolve()
+        self._connections.sync()
+        added = [e for e in self.connected if e not in before]
+        removed = [e for e in before if e not in self.connected]
         if added or removed:
             log.info(
                 "sink set %s: now %s (+%d -%d)",
@@ -71,8 +67,6 @@ class SinkSet:
                 len(added),
                 len(removed),
             )
-        for host, why in self._endpoints.failures.items():
-            self._log.warning("dns:" + host, "sink set: cannot resolve %s: %s", host, why)
 
     def maybe_refresh(self) -> None:
         """:meth:`refresh` when ``REFRESH_S`` has passed (cheap otherwise)."""
@@ -83,6 +77,6 @@ class SinkSet:
 def make_sink_set(sock: zmq.Socket[Any], spec: str, default_port: int) -> SinkSet:
     """Prepare ``sock`` (a DEALER, not yet connected) for a sink set and connect it."""
     sock.setsockopt(zmq.IMMEDIATE, 1)
-    sinks = SinkSet(sock, EndpointSet(spec, default_port))
+    sinks = SinkSet(sock, EndpointSet(host_endpoints(spec, default_port), every=0))
     sinks.refresh()
     return sinks

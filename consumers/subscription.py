@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.brokerset import EndpointSet, connect_all
+from framebroker.endpoints import EndpointSet, connect_all
 from framebroker.errors import ConfigError, ProcessorError, TransportError
 from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage

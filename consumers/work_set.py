@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.brokerset import EndpointSet
+from framebroker.endpoints import EndpointSet
 from framebroker.link import LinkMonitor, connect_watched
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import ClientSecurity

@@ -7,8 +7,9 @@
            the same);
 - sink:    its results port is listening and its database (SQLite or PostgreSQL) has the
            results table;
-- produce: the broker lists this producer's stream (FRAMEBROKER_STREAM) as live, i.e. frames
-           from the camera arrive there; without a stream name: connected to the ingest port;
+- produce: a broker of its set lists this producer's stream (FRAMEBROKER_STREAM) as live,
+           i.e. frames from the camera arrive there; without a stream name: connected to
+           the ingest port;
 - consume: connected to the broker's publish port, or with FRAMEBROKER_GROUP to its work
            port (and to the sink, unless results are off).
 
@@ -119,15 +120,21 @@ def check_produce() -> str | None:
     if not stream:
         port = endpoint("ingest")[1]
         return None if port in tcp_sockets(_ESTABLISHED) else f"not connected to :{port}"
-    from framebroker.config import connect_endpoint
-    from framebroker.control import request
+    from framebroker.config import broker_endpoints
+    from framebroker.control import request_all
 
-    host = urlsplit(env("control") or "").hostname or endpoint("ingest")[0]
-    endpoint_ = connect_endpoint(host, endpoint("control")[1])
-    reply = request(endpoint_, "streams", timeout=2.0, **curve())
-    states = {s.get("stream"): s.get("state") for s in reply.get("streams", [])}
-    if states.get(stream) != "live":
-        return f"the broker lists stream {stream!r} as {states.get(stream, 'unknown')}"
+    # A broker set (b1,b2,b3 or tasks.broker): the stream lives at one broker, so ask all.
+    broker = env("broker", "127.0.0.1") or "127.0.0.1"
+    control = env("control") or broker_endpoints(broker, PORTS["control"])
+    answers = request_all(control, "streams", timeout=2.0, **curve())
+    states = [
+        s.get("state")
+        for answer in answers
+        for s in (answer.reply or {}).get("streams", [])
+        if s.get("stream") == stream
+    ]
+    if "live" not in states:
+        return f"no broker of {control} lists stream {stream!r} as live ({states or 'unknown'})"
     return None
 
 

@@ -207,7 +207,7 @@ def _sibling(endpoint: str, suffix: str, what: str, offset: int = 2) -> str:
     return f"{host}:{int(port) + offset}"
 
 
-# --- broker sets (docs/protocol.md "Broker sets"; resolved by framebroker.brokerset) ---
+# --- broker sets (docs/protocol.md "Broker sets"; resolved by framebroker.endpoints) ---
 
 
 def parse_broker(text: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from typing import Any
 import zmq
 
 from framebroker import control_protocol
-from framebroker.brokerset import EndpointSet
+from framebroker.endpoints import EndpointSet
 from framebroker.errors import ProtocolError, TransportError
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import connect, make_socket
@@ -83,7 +83,7 @@ def request_all(
     **args: Any,
 ) -> list[Answer]:
     """Send ``op`` to every broker of the endpoint list ``endpoints`` (names resolved, as
-    :class:`framebroker.brokerset.EndpointSet` does), all at once; one Answer per broker,
+    :class:`framebroker.endpoints.EndpointSet` does), all at once; one Answer per broker,
     in the set's order. A broker that does not answer within ``timeout`` gets an Answer
     with ``reply=None`` and the reason; nothing is raised for it."""
     members = EndpointSet(endpoints, every=0)

@@ -1,29 +1,50 @@
-"""Host sets: several peers named by a list (``a,b,c``) or by one DNS name.
+"""Endpoint sets: the peers a client is given, resolved, re-resolved, connected to.
 
-A client of a set of services (sinks here; brokers use the same shape) is given either a
-comma-separated list of hosts, each with an optional port, or one DNS name that resolves to
-every replica: a Kubernetes headless Service or Docker Swarm's ``tasks.NAME``. Both reduce
-to a list of ``tcp://ADDRESS:PORT`` endpoints, one per address.
+One concept serves brokers and sinks alike. A client flag naming a set of peers takes one
+host, a comma-separated list or a DNS name that resolves to several addresses (a
+Kubernetes headless Service, Docker Swarm's ``tasks.NAME``):
 
-Such records change as replicas come and go, so an :class:`EndpointSet` resolves again on
-demand (:meth:`EndpointSet.refresh`) and says which endpoints appeared and which left; the
-caller connects and disconnects its socket accordingly. A host whose lookup fails keeps the
-addresses it had (a DNS hiccup must not disconnect a healthy peer); a host never resolved
-yet simply contributes nothing until it does (a replica still starting).
+- ``--broker b1,b2,b3``: hosts; the endpoint flags derived from it (``--ingest``,
+  ``--publish``, ``--work``, ``--control``) hold the matching list of endpoints
+  (``tcp://b1:5556,tcp://b2:5556``), and so may be given such a list directly;
+- ``--sink a,b:5560,[::1]:5559``: hosts, each with an optional port; :func:`parse_hosts`
+  checks them and :func:`host_endpoints` makes them the same kind of endpoint list.
 
-Pure apart from the resolver (``socket.getaddrinfo`` by default, replaceable in tests).
+:class:`EndpointSet` turns an endpoint list into the concrete endpoints of the set: every
+TCP host name is resolved (IPv4 addresses; IPv6 only for a name without any), and names
+are resolved again every ``RESOLVE_S`` seconds, in a thread of its own (:meth:`start`)
+or when its owner asks (:meth:`EndpointSet.refresh`), so replicas added or removed are
+seen without a restart. A name that stops resolving keeps its last addresses (a DNS
+hiccup must not empty the set); a name never resolved yet contributes nothing while
+others do (a replica still starting). **A set of one is a plain client**: a single
+endpoint whose host resolves to at most one address is used exactly as given (libzmq
+resolves it on each connect), and nothing is pinged or hashed.
+
+:class:`Connections` is the "connect to all" helper of consumers, workers, the viewer and
+the sink set: one socket connected to every member (libzmq fair-queues what arrives),
+whose :meth:`~Connections.sync`, called from the socket's own thread, follows the set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import ConfigError
+import zmq
 
-Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+from framebroker.config import connect_endpoint, parse_endpoints
+from framebroker.errors import ConfigError
+from framebroker.transport import connect
+
+log = logging.getLogger("framebroker.endpoints")
+
+RESOLVE_S = 5.0  # how often names are resolved again
+Lookup = Callable[..., Sequence[tuple[Any, ...]]]  # socket.getaddrinfo's shape
 
 
 def parse_hosts(spec: str) -> tuple[str, ...]:
@@ -55,56 +76,203 @@ def split_host_port(item: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def tcp_endpoint(address: str, port: int) -> str:
+def host_endpoints(spec: str | Sequence[str], default_port: int) -> str:
+    """``"a,b:5560"`` -> ``"tcp://a:5559,tcp://b:5560"`` (``default_port`` 5559): the
+    endpoint list of a host list, for :class:`EndpointSet`."""
+    items = parse_hosts(spec) if isinstance(spec, str) else tuple(spec)
+    return ",".join(connect_endpoint(*split_host_port(item, default_port)) for item in items)
+
+
+def member_id(endpoint: str) -> str:
+    """``tcp://10.0.0.7:5555`` -> ``10.0.0.7:5555``: the name placement hashes."""
+    return endpoint.split("://", 1)[1]
+
+
+def _split(endpoint: str) -> tuple[str, str] | None:
+    """(host, port) of a TCP endpoint with a real port; None for anything else."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, port = endpoint[len("tcp://") :].rsplit(":", 1)
+    if port in ("*", "0"):
+        return None
+    return (host[1:-1] if host.startswith("[") else host), port
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def tcp_endpoint(address: str, port: int | str) -> str:
     """``tcp://ADDRESS:PORT``, IPv6 addresses in brackets."""
     return f"tcp://[{address}]:{port}" if ":" in address else f"tcp://{address}:{port}"
 
 
-def resolve_host(host: str, port: int, resolver: Resolver = socket.getaddrinfo) -> list[str]:
-    """Every endpoint ``host`` names (an address as it is); OSError when the lookup fails."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return [tcp_endpoint(host, port)]
-    found: list[str] = []
-    for info in resolver(host, port, type=socket.SOCK_STREAM):
-        endpoint = tcp_endpoint(str(info[4][0]), port)
-        if endpoint not in found:
-            found.append(endpoint)
-    return found
+def expand(endpoint: str, lookup: Lookup = socket.getaddrinfo) -> tuple[str, ...]:
+    """The endpoints ``endpoint``'s host resolves to (itself when it is not a TCP name).
+
+    Raises OSError when the name does not resolve.
+    """
+    parts = _split(endpoint)
+    if parts is None:
+        return (endpoint,)
+    host, port = parts
+    if _is_address(host):
+        return (tcp_endpoint(str(ipaddress.ip_address(host)), port),)
+    infos = lookup(host, int(port), type=socket.SOCK_STREAM)
+    by_family: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for family, *_, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]
+        if family in by_family and address not in by_family[family]:
+            by_family[family].append(address)
+    addresses = by_family[socket.AF_INET] or by_family[socket.AF_INET6]
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    return tuple(tcp_endpoint(a, port) for a in sorted(addresses))
 
 
 class EndpointSet:
-    """The endpoints of a host set, resolved again on each :meth:`refresh`."""
+    """The concrete endpoints of an endpoint list, re-resolved every ``every`` seconds.
+
+    :meth:`start` resolves at once (so the first connect reaches every member) and, when a
+    name needs it, starts the re-resolving thread; :meth:`close` stops it. An owner that
+    prefers to resolve from its own loop calls :meth:`refresh` instead. ``version``
+    changes whenever :meth:`members` does; ``failures`` says which names did not resolve
+    the last time (endpoint -> why).
+    """
 
     def __init__(
-        self, spec: str | Sequence[str], default_port: int, resolver: Resolver = socket.getaddrinfo
+        self, spec: str, *, every: float = RESOLVE_S, lookup: Lookup = socket.getaddrinfo
     ) -> None:
-        items = parse_hosts(spec) if isinstance(spec, str) else tuple(spec)
-        self.hosts = tuple(split_host_port(item, default_port) for item in items)
-        self.spec = ",".join(items)
-        self._resolver = resolver
-        self._by_host: dict[tuple[str, int], list[str]] = {}
-        self.failures: dict[str, str] = {}  # host -> why its last lookup failed
+        self.spec = spec
+        self.given = parse_endpoints(spec)
+        self.every = every
+        self._lookup = lookup
+        self._lock = threading.Lock()
+        self._resolved: dict[str, tuple[str, ...]] = {}
+        self._members: tuple[str, ...] = self.given
+        self.version = 0
+        self.failures: dict[str, str] = {}
+        self._refreshed: tuple[str, ...] = ()  # the members at the last refresh
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
-    def endpoints(self) -> list[str]:
-        """The current endpoints, in the order of the hosts, each once."""
-        seen: list[str] = []
-        for host in self.hosts:
-            seen += [e for e in self._by_host.get(host, []) if e not in seen]
-        return seen
+    def dynamic(self) -> bool:
+        """Whether some host is a name (so the set may change when DNS does)."""
+        return any(p is not None and not _is_address(p[0]) for p in map(_split, self.given))
+
+    @property
+    def single(self) -> bool:
+        """A set of one: behave exactly as a client of one peer."""
+        return len(self.members()) == 1
+
+    def members(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._members
+
+    def resolve(self) -> bool:
+        """Resolve every name now (blocking); whether the members changed."""
+        failures: dict[str, str] = {}
+        for endpoint in self.given:
+            try:
+                found = expand(endpoint, self._lookup)
+            except (OSError, UnicodeError) as exc:
+                log.warning("cannot resolve %s: %s; keeping what it was", endpoint, exc)
+                failures[endpoint] = str(exc)
+                continue
+            self._resolved[endpoint] = found
+        self.failures = failures
+        union: list[str] = []
+        for endpoint in self.given:
+            for found_endpoint in self._resolved.get(endpoint, ()):
+                if found_endpoint not in union:
+                    union.append(found_endpoint)
+        members: tuple[str, ...]
+        if len(self.given) == 1 and len(union) <= 1:
+            members = self.given  # a set of one: as given, exactly as before sets existed
+        else:
+            members = tuple(sorted(union)) or self.given
+        with self._lock:
+            if members == self._members:
+                return False
+            if self.version or members != self.given:
+                log.info("endpoint set %s: %s", self.spec, ", ".join(members))
+            self._members = members
+            self.version += 1
+        return True
 
     def refresh(self) -> tuple[list[str], list[str]]:
-        """Resolve every host again; (endpoints added, endpoints removed) since the last time."""
-        before = self.endpoints
-        self.failures = {}
-        for host, port in self.hosts:
-            try:
-                self._by_host[(host, port)] = resolve_host(host, port, self._resolver)
-            except OSError as exc:  # socket.gaierror included: keep what it resolved to
-                self.failures[host] = str(exc)
-        after = self.endpoints
+        """:meth:`resolve` now; (members added, members removed) since the last refresh."""
+        before = self._refreshed
+        self.resolve()
+        after = self._refreshed = self.members()
         return [e for e in after if e not in before], [e for e in before if e not in after]
+
+    def start(self) -> None:
+        """Resolve now; keep resolving in a thread if a name may change (idempotent)."""
+        if self._thread is not None:
+            return
+        self.resolve()
+        if self.dynamic and self.every > 0:
+            self._thread = threading.Thread(
+                target=self._run, name="framebroker-resolve", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.resolve()
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+
+class Connections:
+    """One socket connected to every member of ``endpoints``.
+
+    :meth:`sync` connects new members and disconnects gone ones; call it from the thread
+    that uses the socket (ZeroMQ sockets are not thread-safe). Cheap when nothing changed.
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], endpoints: EndpointSet) -> None:
+        self._sock = sock
+        self.endpoints = endpoints
+        self.connected: tuple[str, ...] = ()
+        self._version = -1
+
+    def sync(self) -> None:
+        if self.endpoints.version == self._version:
+            return
+        self._version = self.endpoints.version
+        wanted = self.endpoints.members()
+        gone = [e for e in self.connected if e not in wanted]
+        new = [e for e in wanted if e not in self.connected]
+        for endpoint in gone:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disconnect(endpoint)
+        for endpoint in new:
+            connect(self._sock, endpoint)
+        self.connected = wanted
+
+
+def connect_all(sock: zmq.Socket[Any], spec: str) -> tuple[EndpointSet, Connections]:
+    """Connect ``sock`` to every member of the endpoint list ``spec``; start re-resolving.
+
+    The caller closes the EndpointSet and calls ``Connections.sync()`` now and then.
+    """
+    endpoints = EndpointSet(spec)
+    endpoints.start()
+    connections = Connections(sock, endpoints)
+    try:
+        connections.sync()
+    except BaseException:
+        endpoints.close()
+        raise
+    return endpoints, connections

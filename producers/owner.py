@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from framebroker import placement
-from framebroker.brokerset import EndpointSet, member_id
+from framebroker.endpoints import EndpointSet, member_id
 from framebroker.link import LinkMonitor
 from framebroker.security import ClientSecurity
 from framebroker.transport import connect, make_socket

@@ -11,6 +11,7 @@ distinct results waiting, not by how often they were resent.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .record import ResultRecord
 
@@ -72,6 +73,41 @@ class PendingResults:
         self.clear()
         return by_peer
 
+    def take(self) -> Batch:
+        """Every waiting result and its acknowledgements, for a write in the background;
+        empties the set (what arrives meanwhile waits for the next batch)."""
+        batch = Batch(list(self._records.values()), self._acks)
+        self._records, self._acks = {}, {}
+        return batch
+
+    def restore(self, batch: Batch) -> None:
+        """Put back a batch whose write failed, before what arrived since (oldest first);
+        a result that arrived again meanwhile keeps the batch's copy and both ack lists."""
+        records = {key_of(r): r for r in batch.records}
+        acks = {key: list(a) for key, a in batch.acks.items()}
+        for key, record in self._records.items():
+            records.setdefault(key, record)
+        for key, later in self._acks.items():
+            merged = acks.setdefault(key, [])
+            merged += [a for a in later if a not in merged]
+            del merged[:-MAX_ACKS_PER_RESULT]
+        self._records, self._acks = records, acks
+
     def clear(self) -> None:
         self._records.clear()
         self._acks.clear()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Results taken out of :class:`PendingResults` for one write, with who to acknowledge."""
+
+    records: list[ResultRecord]
+    acks: dict[ResultKey, list[Ack]]
+
+    def acks_by_peer(self) -> dict[bytes, list[int]]:
+        by_peer: dict[bytes, list[int]] = {}
+        for acks in self.acks.values():
+            for peer, delivery in acks:
+                by_peer.setdefault(peer, []).append(delivery)
+        return by_peer

@@ -14,7 +14,8 @@ Why it is shaped this way:
 - Batched: a batch is ONE statement, ``INSERT ... SELECT FROM unnest(arrays)``, one round
   trip and one commit whatever its size; ``RETURNING`` names the rows that were new.
 - Acknowledged after commit: ``add_many`` returns only once the transaction committed, and
-  the sink acknowledges nothing before it returns.
+  the sink acknowledges nothing before it returns. The sink calls it from a writer thread
+  (``background_writes``, :mod:`.writer`), so it keeps receiving while a batch commits.
 - Restartable: a failed statement drops the connection and raises StoreError; the sink
   keeps the batch and retries, and the next call connects again. A database restarted
   mid-run therefore loses nothing.
@@ -83,6 +84,8 @@ def redact(url: str) -> str:
 
 class PostgreSQLStore(ResultStore):
     """Results in a PostgreSQL table (see SCHEMA); one connection, reopened after a failure."""
+
+    background_writes = True  # a commit is a round trip: the sink receives meanwhile
 
     def __init__(self, url: str, *, create: bool = True, timeout: float = 5.0) -> None:
         if not is_server_db(url):

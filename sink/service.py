@@ -16,6 +16,9 @@ Both sockets have ``ZMQ_MAXMSGSIZE`` = ``max_message_size`` (default 1 MiB: deco
 msgpack body may take ~75 times its size in memory), and queue at most ``rcvhwm``
 messages per connected peer. ``close()`` (or ``stop()`` then the end of ``run()``)
 stores whatever already arrived before releasing the socket.
+A store that writes to a server (PostgreSQL) is written from a thread of its own
+(:class:`~.writer.BatchWriter`): the loop keeps receiving while a batch commits, and
+acknowledges the batch once the writer reports it committed.
 While the store cannot write (a full disk) results wait in :class:`~.pending.PendingResults`,
 one entry per result key however often a consumer resends it, and are written on retry.
 A control port (protocol v1.5, default the results port + 4 = 5561) answers ``ping``
@@ -59,6 +62,7 @@ from .pending import PendingResults
 from .postgres import redact
 from .record import ResultRecord
 from .store import FanOutStore, ResultStore, open_writer
+from .writer import BatchWriter, Outcome
 
 __all__ = ["Sink", "SinkConfig", "SinkStats", "open_store"]  # SinkConfig: from .config
 
@@ -124,6 +128,7 @@ class Sink(Service):
         self._endpoint: str | None = None
         self._acked_endpoint: str | None = None
         self._control_endpoint: str | None = None
+        self._writer: BatchWriter | None = None  # a server store: written in the background
         self._started = time.monotonic()
         self._pending = PendingResults()  # one entry per result key, however often resent
         self._flush_at = 0.0
@@ -166,6 +171,8 @@ class Sink(Service):
         if self._store is None:
             self._store = open_store(self.config)
         self._ctx = zmq.Context()
+        if self._store.background_writes:
+            self._writer = BatchWriter(self._store, self._ctx)
         cfg = self.config
         self._sock = make_socket(
             self._ctx, zmq.PULL, linger_ms=0, rcvhwm=cfg.rcvhwm, maxmsgsize=cfg.max_message_size
@@ -211,19 +218,32 @@ class Sink(Service):
         poller = zmq.Poller()
         sockets = [s for s in (self._sock, self._router) if s is not None]
         control = self._control_sock
-        for s in [*sockets, *([control] if control is not None else [])]:
+        wake = self._writer.wake if self._writer is not None else None
+        for s in [*sockets, *(x for x in (control, wake) if x is not None)]:
             poller.register(s, zmq.POLLIN)
         while not self.stopping:
+            self._hold(poller, sockets)
             for s, _ in poller.poll(self._poll_timeout_ms()):
                 if s is control:
                     self._control.serve(control)
+                elif s is wake:
+                    self._collect(self._writer.outcome() if self._writer else None)
                 else:
                     self._drain(s, self._room())
             self._maybe_flush()
             self._guard.poll()
         for s in sockets:
             self._drain(s, _FINAL_DRAIN_LIMIT)
+        if self._writer is not None and self._writer.busy:
+            self._collect(self._writer.outcome(timeout=None))
         self._final_flush()
+
+    def _hold(self, poller: zmq.Poller, sockets: list[zmq.Socket[Any]]) -> None:
+        """While a batch commits and ``max_pending`` results wait, receive no more: the
+        peers' queues (and the consumers' spools) hold them until the store catches up."""
+        full = self._writer is not None and len(self._pending) >= self.config.max_pending
+        for s in sockets:
+            poller.modify(s, 0 if full else zmq.POLLIN)
 
     def _release(self) -> None:
         """Release the sockets (the router lingers briefly: the last acks) and the store."""
@@ -234,6 +254,8 @@ class Sink(Service):
             self._router.close()
         if self._control_sock is not None:
             self._control_sock.close(linger=0)
+        if self._writer is not None:
+            self._writer.close()
         if self._store is not None:
             self._store.close()
         if self._ctx is not None:
@@ -249,8 +271,9 @@ class Sink(Service):
         )
 
     def stats(self) -> SinkStats:
+        in_flight = self._writer.in_flight if self._writer is not None else 0
         return SinkStats(
-            pending=len(self._pending),
+            pending=len(self._pending) + in_flight,
             auth_rejected=self._guard.rejected,
             malformed_by_reason=dict(self._malformed),
             uptime_s=time.monotonic() - self._started,
@@ -263,7 +286,7 @@ class Sink(Service):
     # --- receive ------------------------------------------------------------------------
 
     def _poll_timeout_ms(self) -> int:
-        if not self._pending:
+        if not self._pending or (self._writer is not None and self._writer.busy):
             return _POLL_MS
         due = max(self._flush_at, self._retry_at) - time.monotonic()
         return max(0, min(_POLL_MS, int(due * 1000) + 1))
@@ -332,30 +355,44 @@ class Sink(Service):
     # --- store --------------------------------------------------------------------------
 
     def _maybe_flush(self) -> None:
-        if not self._pending:
+        if not self._pending or (self._writer is not None and self._writer.busy):
             return
         now = time.monotonic()
         due = len(self._pending) >= self.config.batch_size or now >= self._flush_at
         if due and now >= self._retry_at:
-            self._flush()
+            if self._writer is not None:
+                self._writer.submit(self._pending.take())
+            else:
+                self._flush()
 
     def _flush(self) -> bool:
+        """Write every pending result now, from this thread; whether it was stored."""
         assert self._store is not None
-        batch = self._pending.batch()
+        batch = self._pending.take()
         try:
-            new = self._store.add_many(batch)
+            new = self._store.add_many(batch.records)
         except StoreError as exc:
+            return self._collect(Outcome(batch, error=exc))
+        return self._collect(Outcome(batch, new=new))
+
+    def _collect(self, outcome: Outcome | None) -> bool:
+        """Count a written batch and acknowledge it, or keep it for a retry."""
+        if outcome is None:
+            return False
+        batch = outcome.batch
+        if outcome.error is not None:
             self._counts["store_errors"] += 1
             self._retry_at = time.monotonic() + _RETRY_S
-            excess = len(batch) - self.config.max_pending
+            self._pending.restore(batch)
+            excess = len(self._pending) - self.config.max_pending
             self._counts["dropped"] += self._pending.drop_oldest(excess)
             self._ratelog.warning(
-                "store", "sink: %s; %d results kept for retry", exc, len(self._pending)
+                "store", "sink: %s; %d results kept for retry", outcome.error, len(self._pending)
             )
             return False
-        self._counts["stored"] += len(new)
-        self._counts["duplicates"] += len(batch) - len(new)
-        self._send_acks(self._pending.take_acks())
+        self._counts["stored"] += len(outcome.new)
+        self._counts["duplicates"] += len(batch.records) - len(outcome.new)
+        self._send_acks(batch.acks_by_peer())
         return True
 
     def _final_flush(self) -> None:

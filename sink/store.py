@@ -102,6 +102,10 @@ def summarize_ages(pairs: Iterable[tuple[str, int]]) -> dict[str, AgeSummary]:
 class ResultStore(ABC):
     """Somewhere results go. Implementations are safe to call from several threads."""
 
+    # Whether the sink should write from a thread of its own, receiving meanwhile: worth it
+    # when a commit waits on a server (a network round trip), not for an embedded file.
+    background_writes: bool = False
+
     @abstractmethod
     def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
         """Store ``records`` durably, all or nothing; raises StoreError.
@@ -371,6 +375,7 @@ class FanOutStore(ResultStore):
         if not stores:
             raise ValueError("FanOutStore needs at least one store")
         self.stores = tuple(stores)
+        self.background_writes = self.stores[0].background_writes
 
     def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
         """The first store decides which records are new; only those go to the others."""

@@ -243,10 +243,14 @@ def test_healthcheck_asks_each_service_whether_it_works(cli, tmp_path):
     wait_until(lambda: healthcheck("broker", central).returncode == 0, timeout=30)
     wait_until(lambda: healthcheck("sink", sink).returncode == 0, timeout=30)
     not_yet = healthcheck("produce", producer)
-    assert not_yet.returncode == 1 and "'hc/cam' as unknown" in not_yet.stdout
+    assert not_yet.returncode == 1 and "'hc/cam' as live (unknown)" in not_yet.stdout
 
     cli.start("produce", "test:160x120@10", "--stream", "hc/cam", "--ingest", ep["ingest"])
     wait_until(lambda: healthcheck("produce", producer).returncode == 0, timeout=30)
+    # a broker set: the stream is live at one of its brokers (here the second; the first
+    # does not answer), which is enough
+    in_a_set = {**producer, "FRAMEBROKER_CONTROL": f"tcp://127.0.0.1:{free_port()},{ep['control']}"}
+    assert healthcheck("produce", in_a_set).returncode == 0
     assert healthcheck("consume", consumer).returncode == 1, "no consumer connected yet"
     consume = cli.start("consume", "stats", "--publish", ep["publish"], "--results", ep["results"])
     wait_until(lambda: healthcheck("consume", consumer).returncode == 0, timeout=30)

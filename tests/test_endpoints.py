@@ -1,4 +1,5 @@
-"""Host sets (framebroker/endpoints.py): lists and DNS names to endpoints, re-resolved."""
+"""Sink sets on framebroker/endpoints.py (the broker sets' module too): host lists and DNS
+names to endpoints, re-resolved."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 import pytest
 
 from framebroker.consumers import ConsumerConfig
-from framebroker.endpoints import EndpointSet, parse_hosts, split_host_port
+from framebroker.endpoints import EndpointSet, host_endpoints, parse_hosts, split_host_port
 from framebroker.errors import ConfigError
 
 
@@ -36,7 +37,7 @@ def test_lists_hosts_and_ports():
 
 def test_a_dns_name_gives_every_replica_and_follows_changes():
     dns = Dns({"tasks.sink": ["10.0.0.2", "10.0.0.3"], "db": ["10.0.0.9"]})
-    sinks = EndpointSet("tasks.sink,127.0.0.1:6000", 5559, resolver=dns)
+    sinks = EndpointSet(host_endpoints("tasks.sink,127.0.0.1:6000", 5559), lookup=dns)
     assert sinks.refresh() == (
         ["tcp://10.0.0.2:5559", "tcp://10.0.0.3:5559", "tcp://127.0.0.1:6000"],
         [],
@@ -45,16 +46,22 @@ def test_a_dns_name_gives_every_replica_and_follows_changes():
     assert sinks.refresh() == (["tcp://10.0.0.4:5559"], ["tcp://10.0.0.2:5559"])
     del dns.table["tasks.sink"]  # a failed lookup keeps what the name had
     assert sinks.refresh() == ([], [])
-    assert "tasks.sink" in sinks.failures
-    assert sinks.endpoints[-1] == "tcp://127.0.0.1:6000"
+    assert "tcp://tasks.sink:5559" in sinks.failures
+    assert sinks.members()[-1] == "tcp://127.0.0.1:6000"
 
 
 def test_a_name_not_resolvable_yet_contributes_nothing():
     dns = Dns({})
-    sinks = EndpointSet(["sink1", "[::1]:6000"], 5559, resolver=dns)
+    sinks = EndpointSet(host_endpoints(["sink1", "[::1]:6000"], 5559), lookup=dns)
     assert sinks.refresh() == (["tcp://[::1]:6000"], [])
     dns.table["sink1"] = ["10.1.1.1"]
     assert sinks.refresh() == (["tcp://10.1.1.1:5559"], [])
+
+
+def test_host_lists_become_endpoint_lists():
+    assert host_endpoints("a, b:5561,[::1]:7,::2", 5559) == (
+        "tcp://a:5559,tcp://b:5561,tcp://[::1]:7,tcp://[::2]:5559"
+    )
 
 
 def test_consumer_sink_set_config():

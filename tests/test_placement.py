@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from framebroker.brokerset import EndpointSet, expand, member_id
 from framebroker.config import broker_endpoints, parse_broker, parse_endpoints
+from framebroker.endpoints import EndpointSet, expand, member_id
 from framebroker.errors import ConfigError
 from framebroker.placement import moved, owner, ranking, weight
 from tests.conftest import ROOT

@@ -184,3 +184,67 @@ def test_two_sinks_a_killed_sink_and_a_restarted_database_lose_nothing(cli, serv
     assert set(made) == set(stored)  # nothing lost
     assert "results not acknowledged" not in cli.output(consumer)
     assert "kept for retry" in cli.output(sinks[1])  # it did see the database go away
+
+
+def test_the_sink_keeps_receiving_while_a_batch_commits_and_acks_only_after(db):
+    """A commit held up (another session locks the table) stops the writer, not the loop:
+    results keep being received, none is acknowledged until its batch commits."""
+    import psycopg
+    import zmq
+
+    from framebroker.protocol import ResultMessage, decode_ack, encode_result
+    from framebroker.sink import Sink, SinkConfig
+
+    def message(seq: int) -> bytes:
+        r = record(seq)
+        return encode_result(
+            ResultMessage(
+                consumer=r.consumer,
+                stream=r.stream,
+                session=r.session,
+                seq=seq,
+                t_capture=r.t_capture,
+                t_start=r.t_start,
+                duration_ns=r.duration_ns,
+                result=r.result,
+                version=(1, 1),
+                id=seq + 1,
+            )
+        )
+
+    config = SinkConfig(
+        results="tcp://127.0.0.1:0",
+        acked_results="tcp://127.0.0.1:0",
+        control=None,
+        db=db,
+        batch_size=10,
+        flush_interval=0.05,
+    )
+    locker = psycopg.connect(db)
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    try:
+        with Sink(config).run_in_thread() as sink:
+            dealer.connect(sink.acked_results_endpoint)
+            locker.execute("LOCK TABLE results IN EXCLUSIVE MODE")  # held until commit
+            for seq in range(10):
+                dealer.send(message(seq))
+            wait_until(lambda: sink.stats().pending == 10, what="the first batch in flight")
+            for seq in range(10, 40):
+                dealer.send(message(seq))
+            wait_until(lambda: sink.stats().received == 40, what="received during the commit")
+            assert sink.stats().stored == 0
+            assert not dealer.poll(300), "acknowledged before the commit"
+            locker.commit()  # the lock goes; the batches commit
+            acked: set[int] = set()
+            while len(acked) < 40:
+                assert dealer.poll(10_000), f"acknowledged {len(acked)} of 40"
+                acked.update(decode_ack(dealer.recv()))
+            assert acked == set(range(1, 41))
+            assert sink.stats().stored == 40
+        assert query(db, "SELECT count(*) FROM results") == [(40,)]
+    finally:
+        dealer.close()
+        ctx.term()
+        locker.close()

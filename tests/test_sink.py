@@ -545,3 +545,18 @@ def test_sink_process_sigterm_exits_0_and_keeps_results(tmp_path, push, processe
     assert count(db) == 25  # the last 5 waited for their batch and were flushed on exit
     assert not Path(f"{db}-wal").exists()  # closed cleanly: the WAL was checkpointed
     assert query_db(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_failed_background_batch_goes_back_before_what_arrived_since():
+    from framebroker.sink.pending import PendingResults
+
+    pending = PendingResults()
+    pending.add(record(1), (b"p", 1))
+    pending.add(record(2), (b"p", 2))
+    batch = pending.take()  # in flight
+    assert len(pending) == 0
+    pending.add(record(3), (b"p", 3))
+    pending.add(record(2), (b"q", 9))  # resent meanwhile through another sink connection
+    pending.restore(batch)  # the write failed
+    assert [r.seq for r in pending.batch()] == [1, 2, 3]
+    assert pending.take_acks() == {b"p": [1, 2, 3], b"q": [9]}

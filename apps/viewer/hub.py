@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 
 from framebroker import codec
-from framebroker.brokerset import Connections, EndpointSet, connect_all
+from framebroker.endpoints import Connections, EndpointSet, connect_all
 from framebroker.errors import CodecError, ProtocolError
 from framebroker.link import LinkMonitor
 from framebroker.ordering import is_newer
