@@ -27,6 +27,8 @@ from framebroker.service import Service
 
 from .config import ViewerConfig
 from .hub import FrameHub, jpeg_of
+from .playback import RecordingRoutes
+from .recordings import RecordingLibrary
 from .results import ResultsReader
 
 log = logging.getLogger("framebroker.viewer")
@@ -44,6 +46,9 @@ class Viewer(Service):
         self.config = config
         self.hub = FrameHub(config.publish, config.subscriptions, config.security)
         self.results = ResultsReader(config.db) if config.db else None
+        self.recordings = (
+            RecordingLibrary(config.recordings, config.quality) if config.recordings else None
+        )
         self.broker_streams: list[dict[str, Any]] = []
         self.broker_error: str | None = "not asked yet"
         self.clients = 0  # open WebSocket and MJPEG connections
@@ -103,6 +108,8 @@ class Viewer(Service):
             self.config.control,
             self.config.db or "nowhere (no --db)",
         )
+        if self.recordings is not None:
+            log.info("recordings of %s at %srecordings", self.recordings.root, self.http_endpoint)
         log.info("viewer security: %s", self.config.security.describe("broker"))
 
     async def _until_stopped(self) -> None:
@@ -173,6 +180,8 @@ class Viewer(Service):
                 web.get("/ws", self._websocket),
             ]
         )
+        if self.recordings is not None:
+            app.add_routes(RecordingRoutes(self.recordings, self._static).routes())
         return app
 
     def _static(self, name: str) -> Any:
@@ -206,7 +215,11 @@ class Viewer(Service):
         return out
 
     async def _api_streams(self, request: web.Request) -> web.Response:
-        body = {"streams": self.stream_list(), "broker_error": self.broker_error}
+        body = {
+            "streams": self.stream_list(),
+            "broker_error": self.broker_error,
+            "recordings": self.recordings is not None,
+        }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
 
     def _stream_param(self, request: web.Request) -> str:
