@@ -21,7 +21,13 @@ import zmq
 
 from framebroker import Publisher
 from framebroker.consumers import Frame
-from framebroker.protocol import FrameHeader, decode_frame, encode_frame
+from framebroker.protocol import (
+    FrameHeader,
+    ResultMessage,
+    decode_frame,
+    encode_frame,
+    encode_result,
+)
 from framebroker.record import RecordConfig, Recorder
 from framebroker.recording import Recording, open_stream, parse_time, stream_folder
 from framebroker.segment import OPEN_SUFFIX, SegmentWriter, build_index, read_index, recover
@@ -306,3 +312,53 @@ def test_publisher_replay_keeps_the_original_seq_and_time_in_meta(tmp_path: Path
     assert [h.seq for h in arrivals.headers[:45]] == list(range(45))
     loops = [h.meta["orig_seq"] for h in arrivals.headers[15:]]
     assert loops[:40] == list(range(20)) * 2
+
+
+def alarm(frame: Frame) -> dict[str, Any]:
+    """A processor that raises its alarm on frames 40..59 only."""
+    return {"level": 1.0 if 40 <= frame.seq < 60 else 0.0}
+
+
+def test_results_sent_to_the_recorder_trigger_events(tmp_path: Path) -> None:
+    fps = 20.0
+    with local_cluster(tmp_path) as cluster:
+        config = RecordConfig(
+            dir=str(tmp_path / "rec"), streams=("ev",), publish=cluster.publish_endpoint,
+            trigger="level > 0.5", trigger_results="tcp://127.0.0.1:0", pre=1.0, post=0.6,
+        )  # fmt: skip
+        with Recorder(config).run_in_thread() as recorder:
+            port = recorder.trigger_port
+            assert port is not None and port.endpoint and port.acked_endpoint
+            time.sleep(0.5)
+            stop = threading.Event()
+            sender = threading.Thread(target=publish, args=("ev", cluster.ingest, 30, fps, stop))
+            sender.start()
+            try:
+                # a consumer (acknowledged results, its default) sends to the recorder
+                to_recorder = {"results": port.endpoint, "acked_results": port.acked_endpoint}
+                with cluster.consumer(alarm, name="alarm", streams=("ev",), **to_recorder):
+                    wait_until(lambda: recorder.stats().events == 1, 15, "an event")
+                    wait_until(lambda: not recorder._gate.recording("ev"), 15, "the event closed")
+                first = [f.message.header.seq for f in open_stream(tmp_path / "rec").frames()]
+                # plain PUSH (protocol v1.0) from any client: a malformed message, then a match
+                ctx: zmq.Context[Any] = zmq.Context()
+                push = ctx.socket(zmq.PUSH)
+                push.connect(port.endpoint)
+                push.send(b"not a result")
+                now = time.time_ns()
+                match = ResultMessage("manual", "ev", 1, 0, now, now, 0, {"level": 0.9})
+                push.send(encode_result(match))
+                wait_until(lambda: recorder.stats().events == 2, 10, "a second event")
+                wait_until(lambda: port.malformed == 1, 5, "the malformed message counted")
+                push.close(linger=0)
+                ctx.term()
+            finally:
+                stop.set()
+                sender.join(5)
+            assert recorder.thread is not None and recorder.thread.is_alive()
+    # the first event: about a second before frame 40 (--pre), then every frame up to
+    # about --post after frame 59, then nothing (the stream is buffered again)
+    assert first == list(range(first[0], first[-1] + 1)), first
+    assert 40 - fps * 1.0 - 3 <= first[0] <= 40 - fps * 1.0 + 5, first
+    assert 59 <= first[-1] <= 59 + fps * 3, first
+    assert port.matched >= 2

@@ -6,7 +6,8 @@ event: the buffered frames are written, then every frame that follows, until ``p
 seconds pass without another matching result; then the event closes (its segment is
 sealed) and the stream is buffered again. Results are read from the sink's database
 (:class:`ResultsFeed`, the sink's own reader), only those stored after the recorder
-started.
+started, and/or taken as they are sent to the recorder's own results port
+(:class:`~.results_port.TriggerPort`).
 """
 
 from __future__ import annotations
