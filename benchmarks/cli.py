@@ -25,7 +25,16 @@ from benchmarks import docs, machine
 from benchmarks.procs import ROOT
 from benchmarks.report import Options, Result
 
-SCENARIOS = ("freshness", "throughput", "latency", "scale", "codec", "groups", "recording")
+SCENARIOS = (
+    "freshness",
+    "throughput",
+    "latency",
+    "scale",
+    "codec",
+    "groups",
+    "recording",
+    "replay",
+)
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"
 
