@@ -99,7 +99,7 @@ def run(opts: Options) -> Result:
     WORK.mkdir(parents=True, exist_ok=True)
     replays = opts.pick(2, 4)
     try:
-        folder = write_recording(WORK / "rec", opts.pick(3.0, 20.0))
+        folder = write_recording(WORK / "rec", opts.pick(2.0, 20.0))
         runs = [measure(folder, spin, replays) for spin in SPINS_MS]
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

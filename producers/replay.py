@@ -113,9 +113,10 @@ def _wait_until(due: float, stop: threading.Event, spin: float = SPIN_S) -> bool
 
     Sleeps until ``spin`` seconds before ``due``, then polls the clock, yielding the CPU
     (``sched_yield``) between looks. Woken by a timer, a process waits for a CPU on a busy
-    machine; one that polls is usually running already. The cost is the polling: at 15 fps
-    2 ms of each 67 ms, measured as about 0.5-1 % of a core per replayed stream
-    (docs/benchmarks.md, scenario 8), against about 0.1 % sleeping only.
+    machine; one that polls is usually running already. The cost is the polling: about
+    2 % of a core per replay at 30 fps against 0.9 % sleeping only (docs/benchmarks.md,
+    scenario 8: p95 interval error 0.8 ms polling 2 ms, 2.0 ms sleeping only). Polling
+    without yielding was worse on a busy machine: the process uses up its CPU share.
     """
     while True:
         left = due - time.monotonic()

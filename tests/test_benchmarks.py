@@ -16,7 +16,16 @@ import pytest
 
 from tests.conftest import ROOT, require
 
-SCENARIOS = {"freshness", "throughput", "latency", "scale", "codec", "groups", "recording"}
+SCENARIOS = {
+    "freshness",
+    "throughput",
+    "latency",
+    "scale",
+    "codec",
+    "groups",
+    "recording",
+    "replay",
+}
 
 
 def numbers(row: list[object]) -> list[float]:
