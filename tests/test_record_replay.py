@@ -12,12 +12,15 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 
 from framebroker import Publisher
 from framebroker.consumers import Frame
@@ -29,10 +32,11 @@ from framebroker.protocol import (
     encode_result,
 )
 from framebroker.record import RecordConfig, Recorder
+from framebroker.record.metrics import RecorderCollector
 from framebroker.recording import Recording, open_stream, parse_time, stream_folder
 from framebroker.segment import OPEN_SUFFIX, SegmentWriter, build_index, read_index, recover
 from framebroker.testing import local_cluster, make_message, synthetic_image
-from tests.conftest import CliProcesses, require, wait_until
+from tests.conftest import CliProcesses, free_port, require, wait_until
 
 RECORD_S = float(os.environ.get("FRAMEBROKER_RECORD_TEST_S", "30"))
 FPS = 15.0
@@ -343,6 +347,15 @@ def test_publisher_replay_keeps_the_original_seq_and_time_in_meta(tmp_path: Path
     assert recorded - 1_000_000 <= b.t_capture - a.t_capture < recorded + 100_000_000
 
 
+def samples(collector: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """{sample name: [(labels, value), ...]} of a collector, as a scrape would give."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in collector.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
 def alarm(frame: Frame) -> dict[str, Any]:
     """A processor that raises its alarm on frames 40..59 only."""
     return {"level": 1.0 if 40 <= frame.seq < 60 else 0.0}
@@ -379,6 +392,12 @@ def test_results_sent_to_the_recorder_trigger_events(tmp_path: Path) -> None:
                 push.send(encode_result(match))
                 wait_until(lambda: recorder.stats().events == 2, 10, "a second event")
                 wait_until(lambda: port.malformed == 1, 5, "the malformed message counted")
+                metrics = samples(RecorderCollector(recorder))
+                assert metrics["framebroker_record_events_total"] == [({}, 2.0)]
+                assert metrics["framebroker_record_trigger_malformed_total"] == [({}, 1.0)]
+                assert metrics["framebroker_record_trigger_matched_total"][0][1] >= 2
+                skipped = dict_of(metrics, "framebroker_record_frames_skipped_total")
+                assert skipped and all(v > 0 for v in skipped.values())
                 push.close(linger=0)
                 ctx.term()
             finally:
@@ -391,3 +410,59 @@ def test_results_sent_to_the_recorder_trigger_events(tmp_path: Path) -> None:
     assert 40 - fps * 1.0 - 3 <= first[0] <= 40 - fps * 1.0 + 5, first
     assert 59 <= first[-1] <= 59 + fps * 3, first
     assert port.matched >= 2
+
+
+@pytest.mark.slow
+def test_record_serves_prometheus_metrics(tmp_path: Path, cli: CliProcesses) -> None:
+    rec, metrics_port = tmp_path / "rec", free_port()
+    with local_cluster(tmp_path) as cluster:
+        cli.start(
+            "record", "--dir", str(rec), "--streams", "met/", "--segment-seconds", "1",
+            "--publish", cluster.publish_endpoint, "--metrics-port", str(metrics_port),
+        )  # fmt: skip
+        time.sleep(1.0)
+        stop = threading.Event()
+        sender = threading.Thread(target=publish, args=("met/a", cluster.ingest, 30, 20.0, stop))
+        sender.start()
+        try:
+
+            def sealed() -> dict[str, Any] | None:
+                """two segments of met/a sealed, as the metrics say"""
+                got = scrape(metrics_port)
+                closed = dict_of(got, "framebroker_record_segments_closed_total")
+                return got if closed.get("met/a", 0) >= 2 else None
+
+            got = wait_until(sealed, 20)
+        finally:
+            stop.set()
+            sender.join(5)
+    written = dict_of(got, "framebroker_record_frames_written_total")["met/a"]
+    assert written >= 20
+    assert dict_of(got, "framebroker_record_bytes_written_total")["met/a"] > written * 100
+    assert dict_of(got, "framebroker_record_segments_open")["met/a"] in (0, 1)
+    dropped = {
+        (lab["stream"], lab["reason"]): v
+        for lab, v in got["framebroker_record_frames_dropped_total"]
+    }
+    assert dropped == {("met/a", "write_error"): 0, ("met/a", "write_paused"): 0}
+    assert got["framebroker_record_received_total"][0][1] >= written
+    assert got["framebroker_record_malformed_total"] == [({}, 0.0)]
+    assert got["framebroker_record_segments_removed_total"] == [({}, 0.0)]
+    assert dict_of(got, "framebroker_record_frames_missed_total").keys() == {"met/a"}
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
+            text = r.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def dict_of(got: dict[str, list[tuple[dict[str, str], float]]], name: str) -> dict[str, float]:
+    return {lab["stream"]: v for lab, v in got.get(name, [])}

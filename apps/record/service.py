@@ -75,6 +75,8 @@ class Recorder(Service):
         self._writers: dict[str, StreamWriter] = {}
         self._last_seq: dict[str, tuple[int, int]] = {}  # stream -> (session, seq)
         self._received = self._missed = self._malformed = 0
+        self.missed_by_stream: dict[str, int] = {}  # seq gaps: never received
+        self.segments_removed = 0  # by retention
         self._bad = RateLimitedLog(log)
         self._policy = retention.Retention(config.max_age, config.max_bytes)
         self._settings = WriterSettings(
@@ -99,7 +101,7 @@ class Recorder(Service):
         self.root.mkdir(parents=True, exist_ok=True)
         for leftover in sorted(self.root.rglob("*" + OPEN_SUFFIX)):
             recover(leftover)  # a previous run was killed: seal what it wrote
-        retention.enforce(self.root, self._policy)
+        self._enforce_retention()
         if self._context is None:
             self._context = zmq.Context()
         sock = make_socket(self._context, zmq.SUB, rcvhwm=self.config.receive_hwm)
@@ -140,7 +142,7 @@ class Recorder(Service):
                 writer.tick()
             if now >= next_retention:
                 next_retention = now + RETENTION_EVERY_S
-                retention.enforce(self.root, self._policy)
+                self._enforce_retention()
 
     def _release(self) -> None:
         for writer in self._writers.values():
@@ -197,10 +199,13 @@ class Recorder(Service):
     def _count_gap(self, header: FrameHeader) -> None:
         last = self._last_seq.get(header.stream)
         self._last_seq[header.stream] = (header.session, header.seq)
+        if last is None:
+            self.missed_by_stream.setdefault(header.stream, 0)  # a series from the start
         if last is None or last[0] != header.session or header.seq <= last[1] + 1:
             return
         gap = header.seq - last[1] - 1
         self._missed += gap
+        self.missed_by_stream[header.stream] = self.missed_by_stream.get(header.stream, 0) + gap
         self._bad.warning(
             f"gap:{header.stream}",
             "stream %r session %x: %d frame(s) missed before seq %d (not received; "
@@ -230,10 +235,13 @@ class Recorder(Service):
             writer = self._writers[header.stream] = StreamWriter(
                 header.stream, folder, self._settings
             )
-        before = len(writer.closed_segments)
+        before = writer.segments_closed
         writer.write(message, header)
-        if len(writer.closed_segments) != before:
-            retention.enforce(self.root, self._policy)
+        if writer.segments_closed != before:
+            self._enforce_retention()
+
+    def _enforce_retention(self) -> None:
+        self.segments_removed += len(retention.enforce(self.root, self._policy))
 
     def _poll_results(self, now: float, poll_db: bool) -> None:
         """Open or extend events for matching results: those sent to the trigger port
@@ -251,6 +259,14 @@ class Recorder(Service):
                 writer.close_segment()
 
     # --- counters --------------------------------------------------------------------
+
+    def writers(self) -> list[StreamWriter]:
+        """The per-stream writers (a copy: metrics read it from another thread)."""
+        return list(self._writers.values())
+
+    @property
+    def gate(self) -> EventGate | None:
+        return self._gate
 
     def stats(self) -> RecorderStats:
         writers = list(self._writers.values())
