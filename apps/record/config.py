@@ -170,6 +170,8 @@ class RecordConfig:
                 )
         if self.trigger_results is not None:
             parse_endpoint(self.trigger_results)
+            if self.trigger is None:
+                raise ConfigError("--trigger-results needs --trigger: the condition results meet")
         self.security.require("broker")
 
     @property
