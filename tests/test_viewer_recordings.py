@@ -23,7 +23,7 @@ from framebroker.protocol import encode_frame
 from framebroker.recording import stream_folder
 from framebroker.segment import SegmentWriter
 from framebroker.testing import make_message, synthetic_image, wait_until
-from framebroker.viewer import Viewer, ViewerConfig
+from framebroker.viewer import Viewer, ViewerConfig, recordings
 from tests.conftest import ROOT, free_port, require
 from tests.test_viewer import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 
@@ -51,6 +51,9 @@ def write_segment(folder: Path, stream: str, seqs: range, offset, close: bool = 
     return writer
 
 
+OPEN: dict[str, SegmentWriter] = {}  # the segment still being written, per test
+
+
 @pytest.fixture
 def recording(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "rec"
@@ -62,9 +65,11 @@ def recording(tmp_path: Path) -> Iterator[Path]:
     write_segment(door, "site1/door", range(0, 10), lambda s: s * 200 * MS, **every)
     still_open = write_segment(door, "site1/door", range(10, 15), lambda s: s * 200 * MS,
                                close=False, **every)  # fmt: skip
+    OPEN["site1/door"] = still_open
     try:
         yield root
     finally:
+        OPEN.clear()
         still_open.abandon()
 
 
@@ -94,7 +99,7 @@ def status_of(viewer: Viewer, path: str) -> int:
     return 200
 
 
-def test_the_recordings_api_lists_streams_and_serves_the_frame_shown_at_a_time(viewer):
+def test_the_recordings_api_lists_streams_and_serves_the_frame_shown_at_a_time(viewer, monkeypatch):
     body = json.loads(get(viewer, "api/recordings")[0])
     streams = {s["stream"]: s for s in body["streams"]}
     assert list(streams) == ["lobby", "site1/door"]
@@ -128,6 +133,18 @@ def test_the_recordings_api_lists_streams_and_serves_the_frame_shown_at_a_time(v
     data, headers = frame(viewer, "site1/door", 2300 * MS)  # raw frames come as JPEG
     assert data[:2] == b"\xff\xd8" and headers["X-Frame-Seq"] == "11"
     assert headers["X-Frame-Encoding"] == "raw" and headers["X-Frame-Shape"] == "120x160x3"
+
+    # the stream being recorded grows: the new frames are read on (not the whole segment)
+    monkeypatch.setattr(recordings, "GROWING_REFRESH_S", 0.0)
+    writer = OPEN["site1/door"]
+    for seq in range(15, 18):
+        m = make_message("site1/door", seq, width=160, height=120, t_capture=T0 + seq * 200 * MS)
+        writer.append(encode_frame(m.header, m.payload), m.header)
+    writer.sync()
+    data, headers = frame(viewer, "site1/door", 10**12)
+    assert headers["X-Frame-Seq"] == "17" and headers["X-Frame-Index"] == "17"
+    door = {s["stream"]: s for s in json.loads(get(viewer, "api/recordings")[0])["streams"]}
+    assert door["site1/door"]["frames"] == 18
 
     assert status_of(viewer, "api/recording/frame.jpg?stream=nope&offset_ns=0") == 404
     assert status_of(viewer, "api/recording/frame.jpg?stream=lobby&offset_ns=1.5") == 400
