@@ -50,6 +50,7 @@ MAX_RECORD_BYTES = 1 << 30  # a record claiming more is garbage (a torn length f
 DEFAULT_FSYNC_INTERVAL_S = 1.0
 
 _RECORD = struct.Struct(">II")
+RECORD_PREFIX = _RECORD.size  # bytes before each message: its length and CRC
 _ENTRY = struct.Struct(">QQQQ")
 
 
@@ -197,15 +198,20 @@ def _fsync_dir(folder: Path) -> None:
 # --- reading -------------------------------------------------------------------------
 
 
-def scan(path: Path) -> Iterator[tuple[int, bytes]]:
+def scan(path: Path, start: int | None = None) -> Iterator[tuple[int, bytes]]:
     """(offset, message) of every whole record, in order; stops at a torn or bad record.
 
-    Raises RecordingError when the file is not a segment at all.
+    ``start``: the offset of a record to begin at (one just after the last record read
+    before: a growing segment is read on from where it was left). Raises RecordingError
+    when the file is not a segment at all.
     """
     with open(path, "rb") as f:
         if f.read(len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
             raise RecordingError(f"{path} is not a framebroker segment (bad magic)")
         offset = len(SEGMENT_MAGIC)
+        if start is not None and start > offset:
+            f.seek(start)
+            offset = start
         while True:
             prefix = f.read(_RECORD.size)
             if len(prefix) < _RECORD.size:

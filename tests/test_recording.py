@@ -13,7 +13,7 @@ import pytest
 
 from framebroker.errors import ConfigError, RecordingError
 from framebroker.protocol import encode_frame
-from framebroker.record import Condition, Subject, export_still, export_video
+from framebroker.record import Condition, RecordConfig, Subject, export_still, export_video
 from framebroker.record.retention import Retention, enforce
 from framebroker.record.trigger import EventGate
 from framebroker.recording import Recording, open_stream, parse_time, stream_folder
@@ -141,6 +141,19 @@ def test_trigger_conditions(text: str, result: dict, expected: bool) -> None:
 def test_bad_conditions_say_where(text: str) -> None:
     with pytest.raises(ConfigError, match="trigger condition"):
         Condition.parse(text)
+
+
+def test_a_trigger_needs_a_source_of_results_and_a_results_port_needs_a_trigger() -> None:
+    base = {"dir": "rec", "streams": ("cam1",)}
+    with pytest.raises(ConfigError, match=r"--results-db .* or --trigger-results"):
+        RecordConfig(**base, trigger="score > 1")
+    with pytest.raises(ConfigError, match="--trigger-results needs --trigger"):
+        RecordConfig(**base, trigger_results="tcp://*:5570")
+    with pytest.raises(ConfigError, match="endpoint"):
+        RecordConfig(**base, trigger="score > 1", trigger_results="nowhere")
+    both = RecordConfig(**base, trigger="score > 1", trigger_results="tcp://*:5570",
+                        results_db="r.sqlite")  # fmt: skip
+    assert both.condition is not None
 
 
 def test_the_pre_event_buffer_writes_the_seconds_before_and_closes_when_quiet() -> None:

@@ -16,6 +16,7 @@ from framebroker.security_cli import add_client_security_options, client_securit
 
 from .config import RecordConfig
 from .export import export_still, export_video
+from .metrics import RecorderCollector
 from .service import Recorder
 
 
@@ -35,7 +36,8 @@ def record_config(args: argparse.Namespace) -> RecordConfig:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    return run_service(Recorder(record_config(args)))
+    recorder = Recorder(record_config(args))
+    return run_service(recorder, RecorderCollector(recorder))
 
 
 RECORD = Command(
@@ -43,6 +45,7 @@ RECORD = Command(
     help="write every frame of the matching streams to segment files (docs/recording.md)",
     add_arguments=add_record_arguments,
     run=run_record,
+    metrics=True,
 )
 
 

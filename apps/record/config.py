@@ -104,13 +104,23 @@ class RecordConfig:
             "--trigger",
             metavar="CONDITION",
             help="record only events: a result matching this (e.g. 'motion.score > 0.02') "
-            "opens one (docs/recording.md); needs --results-db",
+            "opens one (docs/recording.md); needs --results-db or --trigger-results",
         ),
     )
     results_db: str | None = field(
         default=None,
         metadata=option(
             "--results-db", metavar="PATH", help="the sink's SQLite database, read for --trigger"
+        ),
+    )
+    trigger_results: str | None = field(
+        default=None,
+        metadata=option(
+            "--trigger-results",
+            type=parse_endpoint,
+            metavar="ENDPOINT",
+            help="bind this endpoint (and its port + 2, acknowledged) for results sent "
+            "straight to the recorder, for --trigger (e.g. tcp://*:5570)",
         ),
     )
     pre: float = field(
@@ -153,8 +163,15 @@ class RecordConfig:
             raise ConfigError("--segment-bytes must be at least 64k")
         if self.trigger is not None:
             self.condition  # noqa: B018  (parses: a ConfigError says where it is wrong)
-            if not self.results_db:
-                raise ConfigError("--trigger needs --results-db: the sink's database")
+            if not self.results_db and self.trigger_results is None:
+                raise ConfigError(
+                    "--trigger needs --results-db (the sink's database) or --trigger-results "
+                    "(an endpoint consumers send results to), or both"
+                )
+        if self.trigger_results is not None:
+            parse_endpoint(self.trigger_results)
+            if self.trigger is None:
+                raise ConfigError("--trigger-results needs --trigger: the condition results meet")
         self.security.require("broker")
 
     @property

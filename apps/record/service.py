@@ -7,7 +7,9 @@ is counted, never hidden: ``missed`` counts the seq gaps per (stream, session) -
 the broker or the link dropped before they reached the recorder, logged (rate-limited) as
 they are found - and ``dropped`` the frames a full disk refused. Retention runs every
 ``RETENTION_EVERY_S`` and whenever a segment closes. With a trigger, an
-:class:`~.trigger.EventGate` decides what is written.
+:class:`~.trigger.EventGate` decides what is written, opened by matching results from the
+sink's database (every ``TRIGGER_POLL_S``) and/or the recorder's own results port
+(:class:`~.results_port.TriggerPort`, every turn of the loop).
 
 ::
 
@@ -37,6 +39,7 @@ from framebroker.transport import connect, make_socket
 
 from . import retention
 from .config import RecordConfig
+from .results_port import TriggerPort
 from .trigger import EventGate, ResultsFeed
 from .writer import StreamWriter, WriterSettings
 
@@ -72,6 +75,8 @@ class Recorder(Service):
         self._writers: dict[str, StreamWriter] = {}
         self._last_seq: dict[str, tuple[int, int]] = {}  # stream -> (session, seq)
         self._received = self._missed = self._malformed = 0
+        self.missed_by_stream: dict[str, int] = {}  # seq gaps: never received
+        self.segments_removed = 0  # by retention
         self._bad = RateLimitedLog(log)
         self._policy = retention.Retention(config.max_age, config.max_bytes)
         self._settings = WriterSettings(
@@ -80,7 +85,14 @@ class Recorder(Service):
         condition = config.condition
         self._gate = EventGate(config.pre, config.post) if condition is not None else None
         self._feed = (
-            ResultsFeed(Path(config.results_db or ""), condition) if condition is not None else None
+            ResultsFeed(Path(config.results_db), condition)
+            if condition is not None and config.results_db
+            else None
+        )
+        self.trigger_port = (
+            TriggerPort(config.trigger_results, condition)
+            if condition is not None and config.trigger_results is not None
+            else None
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -89,7 +101,7 @@ class Recorder(Service):
         self.root.mkdir(parents=True, exist_ok=True)
         for leftover in sorted(self.root.rglob("*" + OPEN_SUFFIX)):
             recover(leftover)  # a previous run was killed: seal what it wrote
-        retention.enforce(self.root, self._policy)
+        self._enforce_retention()
         if self._context is None:
             self._context = zmq.Context()
         sock = make_socket(self._context, zmq.SUB, rcvhwm=self.config.receive_hwm)
@@ -98,6 +110,8 @@ class Recorder(Service):
         for prefix in self.config.subscriptions:
             sock.setsockopt(zmq.SUBSCRIBE, prefix)
         connect(sock, self.config.publish)
+        if self.trigger_port is not None:
+            self.trigger_port.open(self._context)
         log.info(
             "recording %s from %s into %s",
             ",".join(self.config.streams),
@@ -119,20 +133,24 @@ class Recorder(Service):
                         break
                     self.handle(message.buffer)
             now = time.monotonic()
-            if self._feed is not None and now >= next_trigger:
-                next_trigger = now + TRIGGER_POLL_S
-                self._poll_results(now)
+            if self._gate is not None:
+                poll_db = self._feed is not None and now >= next_trigger
+                if poll_db:
+                    next_trigger = now + TRIGGER_POLL_S
+                self._poll_results(now, poll_db)
             for writer in self._writers.values():
                 writer.tick()
             if now >= next_retention:
                 next_retention = now + RETENTION_EVERY_S
-                retention.enforce(self.root, self._policy)
+                self._enforce_retention()
 
     def _release(self) -> None:
         for writer in self._writers.values():
             writer.close_segment()
         if self._feed is not None:
             self._feed.close()
+        if self.trigger_port is not None:
+            self.trigger_port.close()
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -181,10 +199,13 @@ class Recorder(Service):
     def _count_gap(self, header: FrameHeader) -> None:
         last = self._last_seq.get(header.stream)
         self._last_seq[header.stream] = (header.session, header.seq)
+        if last is None:
+            self.missed_by_stream.setdefault(header.stream, 0)  # a series from the start
         if last is None or last[0] != header.session or header.seq <= last[1] + 1:
             return
         gap = header.seq - last[1] - 1
         self._missed += gap
+        self.missed_by_stream[header.stream] = self.missed_by_stream.get(header.stream, 0) + gap
         self._bad.warning(
             f"gap:{header.stream}",
             "stream %r session %x: %d frame(s) missed before seq %d (not received; "
@@ -214,15 +235,23 @@ class Recorder(Service):
             writer = self._writers[header.stream] = StreamWriter(
                 header.stream, folder, self._settings
             )
-        before = len(writer.closed_segments)
+        before = writer.segments_closed
         writer.write(message, header)
-        if len(writer.closed_segments) != before:
-            retention.enforce(self.root, self._policy)
+        if writer.segments_closed != before:
+            self._enforce_retention()
 
-    def _poll_results(self, now: float) -> None:
-        assert self._feed is not None and self._gate is not None
-        for result in self._feed.poll():
-            for m, h in self._gate.trigger(result.stream, now):
+    def _enforce_retention(self) -> None:
+        self.segments_removed += len(retention.enforce(self.root, self._policy))
+
+    def _poll_results(self, now: float, poll_db: bool) -> None:
+        """Open or extend events for matching results: those sent to the trigger port
+        (every turn of the loop) and those the sink stored (every ``TRIGGER_POLL_S``)."""
+        assert self._gate is not None
+        streams = [r.stream for r in self.trigger_port.poll()] if self.trigger_port else []
+        if poll_db and self._feed is not None:
+            streams += [r.stream for r in self._feed.poll()]
+        for stream in streams:
+            for m, h in self._gate.trigger(stream, now):
                 self._write(m, h)
         for stream in self._gate.expire(now):
             writer = self._writers.get(stream)
@@ -230,6 +259,14 @@ class Recorder(Service):
                 writer.close_segment()
 
     # --- counters --------------------------------------------------------------------
+
+    def writers(self) -> list[StreamWriter]:
+        """The per-stream writers (a copy: metrics read it from another thread)."""
+        return list(self._writers.values())
+
+    @property
+    def gate(self) -> EventGate | None:
+        return self._gate
 
     def stats(self) -> RecorderStats:
         writers = list(self._writers.values())

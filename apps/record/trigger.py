@@ -6,7 +6,8 @@ event: the buffered frames are written, then every frame that follows, until ``p
 seconds pass without another matching result; then the event closes (its segment is
 sealed) and the stream is buffered again. Results are read from the sink's database
 (:class:`ResultsFeed`, the sink's own reader), only those stored after the recorder
-started.
+started, and/or taken as they are sent to the recorder's own results port
+(:class:`~.results_port.TriggerPort`).
 """
 
 from __future__ import annotations
@@ -44,17 +45,22 @@ class EventGate:
         self.pre_ns = int(pre_s * 1e9)
         self.post_s = post_s
         self.events = 0
+        self.skipped: dict[str, int] = {}  # per stream: frames left the buffer unwritten
         self._streams: dict[str, _Stream] = {}
 
     def offer(self, message: Message, header: FrameHeader) -> list[tuple[Message, FrameHeader]]:
         """The frames to write now: this one during an event, none while buffering."""
-        state = self._streams.setdefault(header.stream, _Stream())
+        state = self._streams.get(header.stream)
+        if state is None:
+            state = self._streams[header.stream] = _Stream()
+            self.skipped.setdefault(header.stream, 0)
         if state.until is not None:
             return [(message, header)]
         state.buffer.append((message, header))
         oldest = header.t_capture - self.pre_ns
         while state.buffer and state.buffer[0][1].t_capture < oldest:
             state.buffer.popleft()
+            self.skipped[header.stream] = self.skipped.get(header.stream, 0) + 1
         return []
 
     def trigger(self, stream: str, now: float) -> list[tuple[Message, FrameHeader]]:

@@ -39,12 +39,19 @@ class StreamWriter:
         self.settings = settings
         self.written = 0  # frames stored
         self.bytes = 0
-        self.dropped = 0  # frames lost to write errors (disk full) or while paused
-        self.closed_segments: list[Path] = []
+        self.dropped_by_reason = {"write_error": 0, "write_paused": 0}  # see dropped
+        self.segments_closed = 0
+        self.last_closed: Path | None = None
         self._segment: SegmentWriter | None = None
         self._opened_at = 0.0
         self._paused_until: float | None = None
         self._error = ""
+
+    @property
+    def dropped(self) -> int:
+        """Frames lost: refused by the file system (``write_error``: disk full, I/O error)
+        or arriving while paused after such an error (``write_paused``)."""
+        return sum(self.dropped_by_reason.values())
 
     @property
     def paused(self) -> bool:
@@ -58,7 +65,7 @@ class StreamWriter:
         """Store one frame; False when it was dropped (and counted)."""
         now = time.monotonic()
         if self._paused_until is not None and now < self._paused_until:
-            self.dropped += 1
+            self.dropped_by_reason["write_paused"] += 1
             return False
         if self._segment is not None and self._full(now):
             self.close_segment()
@@ -90,8 +97,9 @@ class StreamWriter:
             or self._segment.size >= self.settings.segment_bytes
         )
 
-    def _fail(self, exc: OSError, now: float) -> None:
-        self.dropped += 1
+    def _fail(self, exc: OSError, now: float, frame: bool = True) -> None:
+        if frame:
+            self.dropped_by_reason["write_error"] += 1
         first = self._paused_until is None
         self._error = exc.strerror or str(exc)
         self._paused_until = now + self.settings.retry_s
@@ -113,7 +121,7 @@ class StreamWriter:
         try:
             self._segment.maybe_sync()
         except OSError as exc:
-            self._fail(exc, time.monotonic())
+            self._fail(exc, time.monotonic(), frame=False)  # no frame was refused
 
     def close_segment(self) -> Path | None:
         """Seal the open segment (if any); a seal that fails leaves it for ``recover``."""
@@ -135,5 +143,6 @@ class StreamWriter:
                 exc.strerror or exc,
             )
             return None
-        self.closed_segments.append(closed)
+        self.segments_closed += 1
+        self.last_closed = closed
         return closed

@@ -1,4 +1,5 @@
-"""``framebroker view``: a browser viewer of the live streams, with result overlays.
+"""``framebroker view``: a browser viewer of the live streams, with result overlays, and of
+recordings (``--recordings DIR``: :mod:`.recordings`, :mod:`.playback`).
 
 ::
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from framebroker.cli import parse_port
 from framebroker.config import CONTROL_PORT, PUBLISH_PORT, check_endpoints, connect_endpoint
@@ -18,7 +19,8 @@ class ViewerConfig:
     """``publish``/``control``: the broker's endpoints (flags ``--broker``, ``--publish``,
     ``--control``); ``db``: the sink's database (SQLite file or postgresql:// URL) for
     result overlays (None: none); ``host``/``port``: where the web server binds (port 0:
-    any free one); ``streams``: patterns of the streams shown; ``quality``: JPEG quality
+    any free one); ``streams``: patterns of the streams shown; ``recordings``: a recording
+    folder played back at ``/recordings`` (None: no recordings); ``quality``: JPEG quality
     for raw streams."""
 
     publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
@@ -49,6 +51,15 @@ class ViewerConfig:
             help="streams to show, comma separated: cam1, site1/ (a group), * (all)",
         ),
     )
+    recordings: str | None = field(
+        default=None,
+        metadata=option(
+            "--recordings",
+            metavar="DIR",
+            help="a recording folder (framebroker record --dir) to list and play back at "
+            "/recordings (default: none)",
+        ),
+    )
     quality: int = 80  # for raw streams, encoded to JPEG for the browser
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
 
@@ -64,6 +75,8 @@ class ViewerConfig:
                 subscription_for(pattern)
             except ProtocolError as exc:
                 raise ConfigError(f"bad stream pattern {pattern!r}: {exc}") from None
+        if self.recordings is not None and not Path(self.recordings).is_dir():
+            raise ConfigError(f"--recordings {self.recordings}: not a folder")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range 0..65535: {self.port}")
         self.security.require("broker")

@@ -25,5 +25,11 @@ class ViewerCollector:
         yield counter("viewer_malformed", "malformed frames dropped", one(v.hub.malformed))
         yield counter("viewer_frames_sent", "frames sent to browsers", one(v.frames_sent))
         yield gauge("viewer_clients", "open WebSocket and MJPEG connections", one(v.clients))
+        if v.recordings is not None:
+            yield counter(
+                "viewer_recording_frames_sent",
+                "recorded frames sent to playback pages",
+                one(v.recordings.stills_served),
+            )
         if v.results is not None:
             yield counter("viewer_results_read", "result rows read", one(v.results.rows_read))

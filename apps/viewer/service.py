@@ -28,6 +28,8 @@ from framebroker.sink.postgres import redact
 
 from .config import ViewerConfig
 from .hub import FrameHub, jpeg_of
+from .playback import RecordingRoutes
+from .recordings import RecordingLibrary
 from .results import ResultsReader
 
 log = logging.getLogger("framebroker.viewer")
@@ -45,6 +47,9 @@ class Viewer(Service):
         self.config = config
         self.hub = FrameHub(config.publish, config.subscriptions, config.security)
         self.results = ResultsReader(config.db) if config.db else None
+        self.recordings = (
+            RecordingLibrary(config.recordings, config.quality) if config.recordings else None
+        )
         self.broker_streams: list[dict[str, Any]] = []
         self.broker_error: str | None = "not asked yet"
         self.clients = 0  # open WebSocket and MJPEG connections
@@ -104,6 +109,8 @@ class Viewer(Service):
             self.config.control,
             redact(self.config.db) if self.config.db else "nowhere (no --db)",
         )
+        if self.recordings is not None:
+            log.info("recordings of %s at %srecordings", self.recordings.root, self.http_endpoint)
         log.info("viewer security: %s", self.config.security.describe("broker"))
 
     async def _until_stopped(self) -> None:
@@ -174,6 +181,8 @@ class Viewer(Service):
                 web.get("/ws", self._websocket),
             ]
         )
+        if self.recordings is not None:
+            app.add_routes(RecordingRoutes(self.recordings, self._static).routes())
         return app
 
     def _static(self, name: str) -> Any:
@@ -207,7 +216,11 @@ class Viewer(Service):
         return out
 
     async def _api_streams(self, request: web.Request) -> web.Response:
-        body = {"streams": self.stream_list(), "broker_error": self.broker_error}
+        body = {
+            "streams": self.stream_list(),
+            "broker_error": self.broker_error,
+            "recordings": self.recordings is not None,
+        }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
 
     def _stream_param(self, request: web.Request) -> str:

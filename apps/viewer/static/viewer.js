@@ -103,6 +103,8 @@ async function refreshIndex(table, grid, status) {
     return;
   }
   status.textContent = body.broker_error ? `broker: ${body.broker_error}` : "";
+  const recordings = document.getElementById("recordings-link");
+  if (recordings) recordings.hidden = !body.recordings;
   const tbody = table.tBodies[0];
   tbody.replaceChildren();
   for (const s of body.streams) {
