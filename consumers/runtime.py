@@ -2,9 +2,13 @@
 
 ::
 
-    SUB --(receive thread: drain, decode header)--> LatestSlots --(run(): take)--> processor
-                                                                          |
-                        PUSH or DEALER with acknowledgements (NOBLOCK) <-- ResultMessage
+    feed (DEALER, by credit) or SUB --(receive thread: decode header)--> LatestSlots
+        --(run(): take)--> processor --> ResultMessage --> PUSH or DEALER with
+                                                           acknowledgements (NOBLOCK)
+
+By default the receive thread is a *feed* (:mod:`~consumers.feed`, protocol v1.3): it asks
+the broker's work port for the newest frames of its streams by credit, so no backlog can
+build on a slow path. ``config.plain_sub`` makes it a plain SUB on the publish port.
 
 With ``config.group`` set the consumer is a worker of a work group instead: no SUB and no
 receive thread; ``run()`` asks the broker's work port for one frame at a time through a
@@ -33,6 +37,7 @@ from framebroker.service import Service
 from framebroker.transport import connect, make_socket
 
 from .config import ConsumerConfig
+from .feed import connect_receiver, source_of
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
@@ -75,7 +80,8 @@ class Consumer(Service):
         self._slots = LatestSlots(fps=config.fps)
         self._context = context
         self._owns_context = context is None
-        self._sub: zmq.Socket[Any] | None = None
+        self._frame_sockets: list[zmq.Socket[Any]] = []  # the feed's or SUB's socket
+        self._receiver: Receiver | None = None
         self._dealer: zmq.Socket[Any] | None = None
         self._work: WorkClient | None = None
         self._push: zmq.Socket[Any] | None = None
@@ -93,13 +99,11 @@ class Consumer(Service):
             self._context = zmq.Context()
         security = self.config.security
         if self.config.group is None:
-            self._sub = make_socket(self._context, zmq.SUB)
-            for prefix in self.config.subscriptions():
-                self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
-            security.secure(self._sub, "broker")
-            connect(self._sub, self.config.publish)
+            self._receiver = connect_receiver(
+                self._make_socket, self.config, self._slots, self.stats, self._bad_input
+            )
         else:
-            self._dealer = make_socket(self._context, zmq.DEALER, linger_ms=0)
+            self._dealer = self._make_socket(zmq.DEALER, linger_ms=0)
             security.secure(self._dealer, "broker")
             connect(self._dealer, self.config.work)
             self._work = WorkClient(
@@ -137,9 +141,7 @@ class Consumer(Service):
             self.name,
             processor_name(self.processor),
             ",".join(self.config.streams),
-            self.config.publish
-            if self.config.group is None
-            else f"{self.config.work} as a worker of group {self.config.group}",
+            source_of(self.config),
             self.config.acked_results or self.config.results or "nowhere",
         )
         servers = ("broker", "sink") if self._push is not None else ("broker",)
@@ -166,11 +168,17 @@ class Consumer(Service):
         if receiver is not None and receiver.error is not None:
             raise TransportError(f"consumer {self.name}: receiving failed: {receiver.error}")
 
+    def _make_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
+        assert self._context is not None
+        sock = make_socket(self._context, kind, **options)
+        self._frame_sockets.append(sock)
+        return sock
+
     def _start_receiver(self) -> tuple[Receiver | None, threading.Thread | None]:
         """The receive thread that fills the slots (none for a worker of a group)."""
-        if self._sub is None:
+        receiver = self._receiver
+        if receiver is None:
             return None, None
-        receiver = Receiver(self._sub, self._slots, self.stats, self._bad_input)
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
@@ -243,10 +251,12 @@ class Consumer(Service):
 
     def _release(self) -> None:
         """Close sockets (and the context if ours)."""
-        for sock in (self._sub, self._dealer, self._push):
+        for sock in (*self._frame_sockets, self._dealer, self._push):
             if sock is not None:
                 sock.close()
-        self._sub = self._dealer = self._push = None
+        self._frame_sockets.clear()
+        self._dealer = self._push = None
+        self._receiver = None
         self._work = None
         self._sender = None
         if self._owns_context and self._context is not None:
