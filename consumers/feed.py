@@ -15,8 +15,9 @@ one frame period old. The broker serves a feed's streams longest-waiting first, 
 streams behind one slow link take turns and each stays fresh.
 
 The receive thread asks again as soon as half the window is free (on every frame with a
-window of 1), and every ``HEARTBEAT_S`` while nothing comes (the broker forgets a feed
-silent for its ``--worker-timeout``). It sends ``leave`` when it stops.
+window of 1, right after decoding its header), and every ``HEARTBEAT_S`` while nothing
+comes (the broker forgets a feed silent for its ``--worker-timeout``). It sends
+``leave`` when it stops.
 """
 
 from __future__ import annotations
@@ -106,11 +107,14 @@ class FeedReceiver(Receiver):
             self._refused(data)
             return
         self.received += 1
-        window = self.window.arrived(time.monotonic_ns(), len(data))
-        outstanding = self._granted - self.received
-        if outstanding <= window - max(1, window // 2):
-            self._ask(time.monotonic())  # before decoding: the next frame is on its way
-        self.handle(data)
+        frame = self.handle(data)
+        if frame is None:
+            window = self.window.arrived(time.monotonic_ns(), len(data))
+        else:
+            delay = frame.t_received - frame.t_capture
+            window = self.window.arrived(time.monotonic_ns(), len(data), frame.stream, delay)
+        if self._granted - self.received <= window - max(1, window // 2):
+            self._ask(time.monotonic())
 
     def leave(self) -> None:
         """Tell the broker this feed is gone (best effort, never blocks)."""

@@ -61,10 +61,11 @@ class Receiver:
             self.error = exc
             log.exception("receive thread failed")
 
-    def handle(self, data: memoryview) -> None:
-        """Decode one message and offer it to the slots; count what happened."""
+    def handle(self, data: memoryview) -> Frame | None:
+        """Decode one message and offer it to the slots; count what happened. The frame,
+        or None for a system message or a malformed one."""
         if is_system_message(data):  # the broker's own topics: not frames
-            return
+            return None
         self._stats.received += 1
         try:
             message = decode_frame(data)
@@ -73,9 +74,11 @@ class Receiver:
             self._bad_input.warning(
                 "malformed", "dropped malformed message (%d bytes): %s", len(data), exc
             )
-            return
-        outcome = self._slots.offer(Frame.from_message(message, time.time_ns()))
+            return None
+        frame = Frame.from_message(message, time.time_ns())
+        outcome = self._slots.offer(frame)
         if outcome is Offer.REPLACED:
             self._stats.skipped += 1
         elif outcome is Offer.DUPLICATE:
             self._stats.duplicates += 1
+        return frame
