@@ -221,3 +221,19 @@ def test_a_late_frame_halves_the_window_and_holds_it() -> None:
         now += MS // 2
         window.arrived(now, 50_000, "s", 5 * MS)
     assert window.window == MAX_FRAMES // 2 and window.late == 1
+
+
+def test_spec_feed_request_example_matches_the_encoder() -> None:
+    """The hex dump in docs/protocol.md ("Feeds") is what the encoder produces."""
+    import pathlib
+    import re
+
+    spec = (pathlib.Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    section = spec.split("## Feeds", 1)[1].split("\n## ", 1)[0]
+    dump = section.split("Example: feed `f1`", 1)[1].split("```")[1]
+    data = bytes.fromhex(" ".join(re.findall(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} ?)+)", dump, re.M)))
+    request = WorkRequest(
+        op="feed", streams=("site1/",), credit=4, received=41, name="f1", version=VERSION_FEEDS
+    )
+    assert data == encode_work_request(request)
+    assert decode_work_request(data) == request
