@@ -7,7 +7,9 @@ bound from a byte cap: ``SNDHWM = clamp(max_bytes // largest frame, 1, max_frame
 where the largest frame is the largest forwarded in the last second (a larger one lowers
 the bound at once, before it is queued; the bound rises again a second after large frames
 stop). libzmq applies a new ``SNDHWM`` to the pipes of subscribers already connected
-(``socket_base_t::update_pipe_options``), so a slow subscriber's queue is held under
+(``socket_base_t::update_pipe_options``) but gives new connections the value the socket
+had at bind time, so the broker sets it again on the tick (100 ms) after subscriptions
+arrive (:meth:`PublishBound.subscribed`). A slow subscriber's queue is then held under
 ``max_bytes`` plus what its kernel socket buffer takes.
 
 Drops at the HWM are silent in libzmq (no counter, no event). To see them the socket
@@ -57,6 +59,7 @@ class PublishBound:
         self._window_largest = 0  # the largest frame since the window began
         self._window_end = 0
         self.hwm = max_frames
+        self._reapply = False
         self.overflows = 0  # times a plain subscriber's queue was full (then it misses frames)
         sock.setsockopt(zmq.SNDHWM, max_frames)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
@@ -92,8 +95,22 @@ class PublishBound:
         finally:
             sock.setsockopt(zmq.XPUB_NODROP, 1)
 
+    def subscribed(self) -> None:
+        """A subscription arrived, perhaps from a new subscriber: bound it at the next tick.
+
+        libzmq gives a new connection the ``SNDHWM`` the socket had when it was *bound*
+        (the listener keeps a copy of the options); only a ``setsockopt`` reaches pipes
+        that exist. So the option is set again on the tick after subscriptions came (at
+        most every 100 ms: each call sends a command to every subscriber's pipe, and a
+        flood of them crashed libzmq 4.3.5 in tests/test_limits.py's subscription flood).
+        """
+        self._reapply = True
+
     def tick(self, now: int) -> None:
         """Once the window ends, base the bound on the largest frame seen in it."""
+        if self._reapply:
+            self._reapply = False
+            self._sock.setsockopt(zmq.SNDHWM, self.hwm)
         if now < self._window_end:
             return
         self._window_end = now + WINDOW_NS

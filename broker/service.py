@@ -359,6 +359,8 @@ class Broker(Service):
 
     def _drain_subscriptions(self, publish: Socket) -> None:
         accept = self._subscriptions.accept
+        assert self._bound is not None
+        self._bound.subscribed()  # a new subscriber's queue gets the bound at the next tick
         for _ in range(OTHER_BATCH):
             try:
                 msg = publish.recv(zmq.NOBLOCK)

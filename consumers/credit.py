@@ -38,7 +38,7 @@ from framebroker.work_protocol import MAX_CREDIT
 
 TARGET_S = 0.05  # what the frames in flight may take to drain at the measured rate
 MAX_FRAMES = MAX_CREDIT  # the broker uses no more credit than this
-MAX_BYTES = 1  # frames in flight, in bytes: 5 raw 1080p BGR frames
+MAX_BYTES = 32 << 20  # frames in flight, in bytes: 5 raw 1080p BGR frames
 RATE_WINDOW_NS = 500_000_000  # the rate is measured over the arrivals of the last 0.5 s
 MIN_SAMPLES = 3  # arrivals needed before the window moves from 1
 BASE_PERIOD_NS = 5_000_000_000  # a stream's base delay is its minimum over 1-2 periods
