@@ -25,7 +25,18 @@ from benchmarks import docs, machine
 from benchmarks.procs import ROOT
 from benchmarks.report import Options, Result
 
-SCENARIOS = ("freshness", "throughput", "latency", "scale", "codec", "groups")
+SCENARIOS = (
+    "freshness",
+    "throughput",
+    "latency",
+    "scale",
+    "codec",
+    "groups",
+    "recording",
+    "shm",
+    "cluster",
+    "sinks",
+)
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"
 
@@ -74,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = out / "results.json"
     results = _load(path) if set(names) != set(SCENARIOS) else {}
     results["mode"] = "quick" if args.quick else "full"
-    results["machine"] = machine.describe()
+    current = machine.describe()
+    if "machine" not in results:  # a partial run keeps the page's machine; entries say theirs
+        results["machine"] = current
     scenarios: dict[str, Any] = results.setdefault("scenarios", {})
     failed = False
     for name in names:
@@ -89,14 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         entry = result.to_map()
         entry["seconds"] = round(time.monotonic() - started, 1)
-        entry["date"] = results["machine"]["date"]
-        entry["commit"] = results["machine"]["commit"]
-        entry["load_average"] = results["machine"]["load_average"]
+        entry["date"] = current["date"]
+        entry["commit"] = current["commit"]
+        entry["load_average"] = current["load_average"]
+        entry["cpu"] = f"{current['cpus']} x {current['cpu']}"
         scenarios[name] = entry
         print(result.text(), flush=True)
         _targets(result)
         path.write_text(json.dumps(results, indent=1) + "\n")
-    results["machine"]["load_average_end"] = machine.describe()["load_average"]
+    if results["machine"] is current:
+        results["machine"]["load_average_end"] = machine.describe()["load_average"]
     path.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nresults: {path}")
     complete = all(n in scenarios and "error" not in scenarios[n] for n in SCENARIOS)

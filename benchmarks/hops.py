@@ -60,11 +60,12 @@ def setup(ch: Children, kind: str, transport: str = "tcp") -> Hop:
         *("broker", "--ingest", ingest, "--publish", publish),
         *("--control", ctl, "--work", work),
     )
-    _wait_for_broker(child, ctl)
+    wait_for_broker(child, ctl)
     return Hop(kind, transport, {"connect": [ingest]}, publish, child, ctl, work)
 
 
-def _wait_for_broker(child: Child, endpoint: str, timeout: float = 20.0) -> None:
+def wait_for_broker(child: Child, endpoint: str, timeout: float = 20.0) -> None:
+    """Wait until the broker `child` answers a ping on its control `endpoint`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.proc.poll() is not None:

@@ -252,6 +252,11 @@ def load(a: dict[str, Any], c: Counters) -> dict[str, Any]:
     per_socket = {"connect": a["connect"], "conflate": a.get("conflate", True)}
     socks = [_socket(ctx, zmq.PUB, per_socket) for _ in names]
     payload = bytes(a["size"])
+    encoding, shape, pixfmt = "raw", (1, len(payload)), "gray8"
+    if "jpeg_file" in a:  # a real JPEG picture instead of raw bytes (the recording scenario)
+        with open(a["jpeg_file"], "rb") as f:
+            payload = f.read()
+        encoding, shape, pixfmt = "jpeg", tuple(a["shape"]), "bgr24"
     seqs = [0] * len(names)
     tick = 1.0 / (a["fps"] * len(names))  # sends are spread evenly over the period
     say_ready()
@@ -267,9 +272,9 @@ def load(a: dict[str, Any], c: Counters) -> dict[str, Any]:
                 seq=seqs[i],
                 t_capture=time.time_ns(),
                 t_publish=time.time_ns(),
-                encoding="raw",
-                shape=(1, len(payload)),
-                pixfmt="gray8",
+                encoding=encoding,
+                shape=shape,
+                pixfmt=pixfmt,
             )
             socks[i].send(encode_frame(header, payload), copy=False)
             seqs[i] += 1
@@ -338,9 +343,9 @@ ROLES: dict[str, Role] = {
 
 
 def main(argv: list[str]) -> int:
-    from benchmarks import peers  # the freshness roles; they import this module
+    from benchmarks import peers, set_roles  # more roles; they import this module
 
-    roles = {**ROLES, **peers.ROLES}
+    roles = {**ROLES, **peers.ROLES, **set_roles.ROLES}
     role, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     counters = Counters()
     counters.install()
@@ -354,4 +359,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the imported module's main, not this __main__ copy's: roles in other modules
+    # catch benchmarks.roles.Stop, which must be the class the SIGTERM handler raises.
+    from benchmarks import roles
+
+    sys.exit(roles.main(sys.argv[1:]))

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from framebroker import control
+from framebroker.brokerset import EndpointSet
 from framebroker.cli import EXIT_ERROR, EXIT_OK, Command
 from framebroker.cli_service import run_service
 from framebroker.config import (
@@ -19,7 +20,9 @@ from framebroker.config import (
     parse_positive,
     resolve_endpoint,
 )
+from framebroker.errors import ConfigError
 from framebroker.options import add_options, config_from_args
+from framebroker.security import ClientSecurity
 from framebroker.security_cli import (
     add_client_security_options,
     add_server_security_options,
@@ -32,6 +35,7 @@ from .config import BrokerConfig
 from .limits import BrokerLimits
 from .metrics import BrokerCollector
 from .service import Broker
+from .set_view import broker_name, health, merge_streams, print_set
 from .tables import print_groups, print_stats, print_streams
 
 # --- framebroker broker ------------------------------------------------------------------
@@ -117,6 +121,12 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
 def run_streams(args: argparse.Namespace) -> int:
     endpoint = resolve_endpoint(args, "control")
     security = client_security(args, "broker")
+    members = EndpointSet(endpoint, every=0)
+    members.resolve()
+    if not members.single:
+        if args.watch:
+            raise ConfigError("--watch shows one broker; for a set, run without --watch")
+        return run_set_streams(args, ",".join(members.members()), security)
     if args.watch:
         from .watch import watch  # rich: only for the live table
 
@@ -151,6 +161,30 @@ def run_streams(args: argparse.Namespace) -> int:
     if "stats" in replies:
         print_stats(replies["stats"], sys.stdout)
     return EXIT_OK
+
+
+def run_set_streams(args: argparse.Namespace, endpoints: str, security: ClientSecurity) -> int:
+    """``framebroker streams`` for a broker set: every broker asked, the answers merged."""
+    ask = functools.partial(control.request_all, endpoints, timeout=args.timeout, security=security)
+    answers = ask("streams")
+    extras = {extra: ask(extra) for extra in ("stats", "groups") if getattr(args, extra)}
+    if args.json:
+        out: dict[str, Any] = {"streams": merge_streams(answers), "brokers": health(answers)}
+        for extra, replies in extras.items():
+            out[extra] = {broker_name(a.endpoint): a.reply for a in replies}
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        print_set(answers, sys.stdout)
+        for extra, replies in extras.items():
+            for answer in replies:
+                if answer.reply is None or not answer.reply.get("ok"):
+                    continue
+                print(f"\nbroker {broker_name(answer.endpoint)}", file=sys.stdout)
+                if extra == "groups":
+                    print_groups(answer.reply.get("groups", []), sys.stdout)
+                else:
+                    print_stats(answer.reply, sys.stdout)
+    return EXIT_OK if any(a.up for a in answers) else EXIT_ERROR
 
 
 STREAMS = Command(

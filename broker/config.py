@@ -41,8 +41,8 @@ DEFAULT_LOG_STATS = 10.0
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
 # Bytes queued per plain subscriber (broker.publish_bound): the frame bound above is lowered
-# to this many bytes of the largest frame forwarded (raw 1080p: 10 frames, not 6 GB).
-DEFAULT_PUBLISH_QUEUE_BYTES = 64 << 20
+# once, at bind, so that this many messages of --max-message-size fit (64 MiB: 16 frames).
+DEFAULT_PUBLISH_QUEUE_BYTES = 1 << 30
 
 
 def parse_work(text: str) -> str:
@@ -71,13 +71,14 @@ class BrokerConfig:
     frame is dropped and no longer sent to new subscribers). ``forget_after``: seconds
     without a frame after which a stream leaves the registry (0 = never).
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
-    queued per plain subscriber before XPUB drops for that subscriber, lowered so that at
-    most ``publish_queue_bytes`` of the largest frame are queued (broker.publish_bound).
+    queued per plain subscriber before XPUB drops for that subscriber, lowered at bind so
+    that that many messages of ``max_message_size`` fit in ``publish_queue_bytes``
+    (broker.publish_bound: a hard bound on what one plain subscriber holds).
     ``poll_ms``: the loop's poll timeout, which bounds how long ``close()`` takes to take
     effect. ``work``: where
     workers of work groups ask for frames ("auto": the control port + 2, so 5560 by
     default and a free port when control binds port 0); ``max_groups``, ``max_workers``
-    (per group) and ``max_feeds`` (credit-based fan-out consumers, v1.3) bound them; a
+    (per group) and ``max_feeds`` (credit-based fan-out consumers, v1.6) bound them; a
     worker silent for ``worker_timeout`` seconds is dropped.
     ``security``: CURVE keys and allow-list (framebroker.security), plaintext by default.
     ``limits``: how many streams and subscriptions, and how many bytes of cached frames,
@@ -150,8 +151,8 @@ class BrokerConfig:
             type=parse_bytes,
             show=format_bytes,
             metavar="BYTES",
-            help="bytes queued per plain subscriber: lowers --publish-hwm to this many bytes "
-            "of the largest frame forwarded (0: frames only)",
+            help="bytes queued per plain subscriber at most: --publish-hwm is lowered to "
+            "BYTES / --max-message-size frames (0: frames only)",
         ),
     )
     poll_ms: int = 100

@@ -17,7 +17,7 @@ what it decides. The rules (docs/protocol.md, "Work groups"):
   ``received``". Frames sent but not yet received when the request was written are in
   flight and count against it, so a repeated request (a heartbeat) grants nothing twice.
 
-A *feed* (protocol v1.3, op ``feed``) is a fan-out consumer served by the same rules: a
+A *feed* (protocol v1.6, op ``feed``) is a fan-out consumer served by the same rules: a
 private group of one worker, which nobody else can join. So it gets the newest frame of
 every stream it matches, one per credit, the stream that has waited longest first (a
 replaced waiting frame keeps its stream's place), and nothing is ever queued for it. A
@@ -49,7 +49,7 @@ DEFAULT_MAX_GROUPS = 64
 DEFAULT_MAX_WORKERS = 256  # per group
 DEFAULT_WORKER_TIMEOUT = 5.0  # seconds without a request; idle workers ask every second
 _MAX_TOPIC_CACHE = 1 << 16  # topics whose groups are cached between membership changes
-DEFAULT_MAX_FEEDS = 1024  # credit-based fan-out consumers (protocol v1.3)
+DEFAULT_MAX_FEEDS = 1024  # credit-based fan-out consumers (protocol v1.6)
 
 # The newest cached frames of the live streams a set of topic prefixes selects.
 NewestFrames = Callable[[tuple[bytes, ...]], Iterable[StreamEntry]]

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from framebroker.config import format_bytes, parse_bytes, parse_positive
+from framebroker.control_protocol import MAX_CONTROL_PARTS as MAX_CONTROL_PARTS
+from framebroker.control_protocol import MAX_CONTROL_SIZE
 from framebroker.errors import ConfigError
 from framebroker.options import option
 from framebroker.protocol import MAX_STREAM_ID_BYTES
@@ -51,11 +53,10 @@ DEFAULT_CACHE_SEND_RATE = 4.0  # cached frames re-sent per stream per second
 # terminator (<= 201 bytes): 256 leaves room and keeps libzmq's subscription trie small
 # (it costs ~70 bytes per prefix byte; measured with libzmq 4.3.5).
 DEFAULT_MAX_SUBSCRIPTION_SIZE = 256
-DEFAULT_MAX_CONTROL_SIZE = 64 << 10  # control requests are tiny msgpack maps
+DEFAULT_MAX_CONTROL_SIZE = MAX_CONTROL_SIZE  # control requests are tiny msgpack maps
 MIN_SUBSCRIPTION_SIZE = MAX_STREAM_ID_BYTES + 2  # every valid subscription must fit
 
 CACHE_SCANS_PER_S = 100.0  # subscriptions looked up in the cache per second, at most
-MAX_CONTROL_PARTS = 8  # identity, envelope (REQ: b"", proxies: more) and the request
 _NS = 1_000_000_000
 
 

@@ -2,15 +2,25 @@
 
 The publish port is an ``XPUB``: it queues up to ``SNDHWM`` messages for each subscriber
 and, past that, drops the newest for that subscriber alone. libzmq bounds that queue in
-messages only, and 1000 raw 1080p frames are 6 GB. So the broker derives the frame
-bound from a byte cap: ``SNDHWM = clamp(max_bytes // largest frame, 1, max_frames)``,
-where the largest frame is the largest forwarded in the last second (a larger one lowers
-the bound at once, before it is queued; the bound rises again a second after large frames
-stop). libzmq applies a new ``SNDHWM`` to the pipes of subscribers already connected
-(``socket_base_t::update_pipe_options``) but gives new connections the value the socket
-had at bind time, so the broker sets it again on the tick (100 ms) after subscriptions
-arrive (:meth:`PublishBound.subscribed`). A slow subscriber's queue is then held under
-``max_bytes`` plus what its kernel socket buffer takes.
+messages only, and 1000 raw 1080p frames are 6 GB. The broker accepts no message larger
+than ``--max-message-size``, so it bounds the queue in bytes by choosing the frame bound
+once, before the port is bound::
+
+    SNDHWM = clamp(publish_queue_bytes // max_message_size, 1, publish_hwm)
+
+A plain subscriber that stops reading then holds at most ``SNDHWM x max_message_size <=
+publish_queue_bytes`` in the broker's process (plus what its kernel socket buffers take,
+a few MB). With the defaults (1 GiB, 64 MiB messages) that is 16 frames; a deployment
+whose frames are small says so with ``--max-message-size`` (1 MiB JPEGs: 1000 frames).
+
+**Why the bound never changes while the broker runs.** libzmq gives a connection the
+options the socket had when it was *bound* (the listener keeps a copy), and a later
+``setsockopt(ZMQ_SNDHWM)`` rewrites the limits of every live pipe at once
+(``socket_base_t::update_pipe_options``; libzmq's own manual says HWM options take effect
+only for subsequent binds and connects). Doing that while frames flow did harm here: a
+reading subscriber whose pipe limit was lowered below what it had queued stalled for
+good, and re-applying it on every subscription of a 10,000-subscription flood crashed
+libzmq 4.3.5. A fixed bound chosen from a hard maximum is exact and touches no live pipe.
 
 Drops at the HWM are silent in libzmq (no counter, no event). To see them the socket
 runs with ``ZMQ_XPUB_NODROP``: a send that would overflow a matching subscriber's queue
@@ -20,10 +30,8 @@ subscriber still gets it and the full one alone misses it. libzmq then takes the
 subscriber out of the send set until it has read its queue down to the low-water mark,
 and the frames it misses meanwhile are invisible to the broker: so the counter counts
 *overflows* (each the start of a run of dropped frames for one subscriber), not frames.
+``XPUB_NODROP`` is read by libzmq on each send (not per pipe), so toggling it is safe.
 The cost is paid only on an overflow; the hot path is one non-blocking send, as before.
-Measured (pyzmq 27, libzmq 4.3.5): a subscriber that stops reading 300 frames of 1 MB
-raised the process's RSS by 288 MB with ``SNDHWM`` 1000 and by 18 MB once it was lowered
-to 10 on the existing pipe.
 """
 
 from __future__ import annotations
@@ -37,93 +45,50 @@ from framebroker.ratelimit import RateLimitedLog
 
 log = logging.getLogger("framebroker.broker")
 
-WINDOW_NS = 1_000_000_000  # the largest frame is remembered this long
+
+def publish_hwm(max_frames: int, max_bytes: int, max_message_size: int) -> int:
+    """The frames one plain subscriber may queue: ``max_frames``, lowered so that as many
+    of the largest message the broker accepts fit in ``max_bytes`` (0: no byte cap)."""
+    if not max_bytes:
+        return max_frames
+    return max(1, min(max_frames, max_bytes // max(1, max_message_size)))
 
 
 class PublishBound:
-    """Sends on the publish socket; keeps its ``SNDHWM`` within ``max_bytes``."""
+    """Sends on the publish socket (set up before it is bound); counts overflows."""
 
-    def __init__(
-        self,
-        sock: zmq.Socket[Any],
-        *,
-        max_frames: int,
-        max_bytes: int,
-        rlog: RateLimitedLog,
-    ) -> None:
+    def __init__(self, sock: zmq.Socket[Any], *, hwm: int, max_bytes: int, rlog: RateLimitedLog):
         self._sock = sock
-        self.max_frames = max_frames
-        self.max_bytes = max_bytes  # 0: no byte cap, ``max_frames`` only
+        self.hwm = hwm
+        self.max_bytes = max_bytes
         self._rlog = rlog
-        self.largest = 0  # the frame size the bound is computed from
-        self._window_largest = 0  # the largest frame since the window began
-        self._window_end = 0
-        self.hwm = max_frames
-        self._reapply = False
         self.overflows = 0  # times a plain subscriber's queue was full (then it misses frames)
-        sock.setsockopt(zmq.SNDHWM, max_frames)
+        sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
 
-    def send(self, frame: Any, size: int) -> None:
-        """Send one frame message (zero copy) to every matching subscriber with room."""
-        if size > self._window_largest:
-            self._window_largest = size
-            if size > self.largest:
-                self._set_largest(size)
+    def send(self, message: Any, copy: bool = False) -> None:
+        """Send one message to every matching subscriber with room (``socket.send``'s
+        shape, so it stands in for it)."""
         try:
-            self._sock.send(frame, zmq.NOBLOCK, copy=False)
+            self._sock.send(message, zmq.NOBLOCK, copy=copy)
         except zmq.Again:
-            self._overflow(frame, size)
+            self._overflow(message, copy)
 
-    def _overflow(self, frame: Any, size: int) -> None:
+    def _overflow(self, message: Any, copy: bool) -> None:
         """A matching subscriber's queue is full: count it, then send to the others."""
         self.overflows += 1
         self._rlog.warning(
             "publish-full",
-            "a plain subscriber is not keeping up: its queue holds %d frames (byte cap %d, "
-            "frames of up to %d bytes), so frames are dropped for it (%d overflows so far); "
-            "credit-based consumers (the default) never queue",
+            "a plain subscriber is not keeping up: its queue of %d frames (at most %d bytes) "
+            "is full, so frames are dropped for it (%d overflows so far); credit-based "
+            "consumers (the default) never queue",
             self.hwm,
             self.max_bytes,
-            self.largest,
             self.overflows,
         )
         sock = self._sock
         sock.setsockopt(zmq.XPUB_NODROP, 0)
         try:
-            sock.send(frame, zmq.NOBLOCK, copy=False)
+            sock.send(message, zmq.NOBLOCK, copy=copy)
         finally:
             sock.setsockopt(zmq.XPUB_NODROP, 1)
-
-    def subscribed(self) -> None:
-        """A subscription arrived, perhaps from a new subscriber: bound it at the next tick.
-
-        libzmq gives a new connection the ``SNDHWM`` the socket had when it was *bound*
-        (the listener keeps a copy of the options); only a ``setsockopt`` reaches pipes
-        that exist. So the option is set again on the tick after subscriptions came (at
-        most every 100 ms: each call sends a command to every subscriber's pipe, and a
-        flood of them crashed libzmq 4.3.5 in tests/test_limits.py's subscription flood).
-        """
-        self._reapply = True
-
-    def tick(self, now: int) -> None:
-        """Once the window ends, base the bound on the largest frame seen in it."""
-        if self._reapply:
-            self._reapply = False
-            self._sock.setsockopt(zmq.SNDHWM, self.hwm)
-        if now < self._window_end:
-            return
-        self._window_end = now + WINDOW_NS
-        if 0 < self._window_largest < self.largest:
-            self._set_largest(self._window_largest)
-        self._window_largest = 0
-
-    def _set_largest(self, size: int) -> None:
-        self.largest = size
-        hwm = self.max_frames
-        if self.max_bytes:
-            hwm = max(1, min(hwm, self.max_bytes // max(size, 1)))
-        if hwm != self.hwm:
-            self.hwm = hwm
-            self._sock.setsockopt(zmq.SNDHWM, hwm)  # existing subscribers' pipes too
-            log.debug("publish queue bound: %d frames of up to %d bytes", hwm, size)

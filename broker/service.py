@@ -12,7 +12,8 @@ One thread runs one poll loop over five sockets:
   ``zmq.Frame`` that was received (zero copy), recorded in the
   :class:`~broker.registry.StreamRegistry` and kept as its stream's newest frame. A
   malformed message is counted by kind, logged (rate-limited) and dropped, never
-  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``.
+  forwarded; so is the first frame of a new stream beyond ``limits.max_streams``, and
+  every part of a multipart message (kind ``multipart``: a frame message is one frame).
 - publish (XPUB, bind, ``XPUB_VERBOSE``, ``MAXMSGSIZE``): every subscribe message,
   repeated ones too, makes the broker send the cached newest frame of each live stream
   whose topic starts with the subscribed prefix (the ZMQ Guide's "Last Value Cache";
@@ -20,7 +21,7 @@ One thread runs one poll loop over five sockets:
   to *every* matching subscriber, so a subscriber that was already there may see it
   twice (same session and seq); consumers drop such duplicates.
 - control (ROUTER, bind, ``MAXMSGSIZE``): msgpack requests
-  ``ping``/``streams``/``stats``/``groups``, each answered once (:mod:`broker.control_port`);
+  ``ping``/``streams``/``stats``/``groups``, each answered once (:mod:`framebroker.control_port`);
   a bad request gets ``ok=false``, never silence.
 - work (ROUTER, bind, ``MAXMSGSIZE``, protocol v1.2): workers of a *work group* ask for
   frames by credit and each new frame goes to at most one idle worker per group
@@ -51,23 +52,22 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from framebroker import __version__
+from framebroker.capabilities import BROKER, ping_fields
+from framebroker.control_port import ControlPort
 from framebroker.errors import ProtocolError, TransportError
-from framebroker.protocol import (
-    VERSION,
-    decode_frame,
-    peek_frame,
-)
+from framebroker.protocol import decode_frame, peek_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import FAILURE_EVENTS, ServerGuard
 from framebroker.service import Service
+from framebroker.shm_protocol import BEACON_TOPIC, SHM_TOPIC_PREFIX, encode_beacon
 from framebroker.transport import bind, make_socket
 
 from .config import BrokerConfig
-from .control_port import ControlPort
 from .groups import GroupInfo, WorkGroups
 from .limits import CacheSendLimiter
-from .publish_bound import PublishBound
+from .publish_bound import PublishBound, publish_hwm
 from .registry import StreamEntry, StreamInfo, StreamRegistry
+from .shm_notices import ShmNotices
 from .stats import BrokerStats, Counters, StatsLog
 from .subscriptions import Subscriptions
 from .work_port import WorkPort
@@ -117,6 +117,7 @@ class Broker(Service):
             cache_budget=limits.cache_budget,
         )
         self._counters = Counters()
+        self._shm = ShmNotices(self.config.stale_after, limits.max_streams)
         self._rlog = RateLimitedLog(log)
         self._subscriptions = Subscriptions(
             limits.max_subscriptions, self._counters, self._rlog, limits.max_subscription_size
@@ -136,7 +137,7 @@ class Broker(Service):
         self._bound: PublishBound | None = None
         self._control = ControlPort(
             {
-                "ping": lambda: {"version": __version__, "protocol": list(VERSION)},
+                "ping": lambda: ping_fields(BROKER, __version__),
                 "streams": lambda: {"streams": [info.to_map() for info in self.streams()]},
                 "stats": lambda: self.stats().to_map(),
                 "groups": lambda: {"groups": [info.to_map() for info in self.groups()]},
@@ -173,14 +174,12 @@ class Broker(Service):
         cfg = self.config
         ingest = self._add(make_socket(ctx, zmq.SUB, maxmsgsize=cfg.max_message_size))
         lim = cfg.limits
+        hwm = publish_hwm(cfg.publish_hwm, cfg.publish_queue_bytes, cfg.max_message_size)
         publish = self._add(
-            make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm, maxmsgsize=lim.max_subscription_size)
+            make_socket(ctx, zmq.XPUB, sndhwm=hwm, maxmsgsize=lim.max_subscription_size)
         )
         self._bound = PublishBound(
-            publish,
-            max_frames=cfg.publish_hwm,
-            max_bytes=cfg.publish_queue_bytes,
-            rlog=self._rlog,
+            publish, hwm=hwm, max_bytes=cfg.publish_queue_bytes, rlog=self._rlog
         )
         hwm, size = CONTROL_HWM, lim.max_control_size
         control = self._add(
@@ -287,8 +286,6 @@ class Broker(Service):
             io.work: lambda: self._work.serve(time.monotonic_ns()),
         }
         poll = poller.poll
-        bound = self._bound
-        assert bound is not None
         while not self.stopping:
             for sock, _ in poll(timeout):
                 handlers[sock]()
@@ -298,9 +295,9 @@ class Broker(Service):
                 self._drain_monitor(io.monitor)
                 self._guard.poll()
                 self._registry.expire(now)
+                self._shm.expire(now)
                 self._work.expire(now)
                 self._cache_limiter.prune(now)
-                bound.tick(now)
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())
@@ -321,8 +318,14 @@ class Broker(Service):
                 frame = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            if frame.more:  # every message is one frame: a multipart one is malformed
+                self._drop_multipart(io.ingest, len(frame.buffer))
+                continue
             buffer = frame.buffer
             try:
+                if buffer[:1] == b"$":  # a shared-memory descriptor (the only $ topic in)
+                    self._shm.ingest(frame, send, now)
+                    continue
                 topic, peeked, payload = peek_frame(buffer)
                 entry = lookup(topic)
                 if needs_check(entry, peeked, payload, now):
@@ -335,12 +338,16 @@ class Broker(Service):
                 self._drop(exc, len(buffer))
                 continue
             size = len(buffer)
-            send(frame, size)  # first: the rest is bookkeeping, off the latency path
+            send(frame)  # first: the rest is bookkeeping, off the latency path
             c.frames_in += 1
             c.bytes_in += size
             c.frames_out += 1
             if header is not None:
                 entry = registry.observe(header, size, now, frame)
+                if not self._shm.has_segment(
+                    header.stream, header.session, now
+                ) and self._subscriptions.any_starting_with(SHM_TOPIC_PREFIX):
+                    self._shm.network(header.stream, send)
             elif entry is not None:
                 touch(entry, peeked["seq"], size, now, frame)
             if groups and entry is not None:
@@ -357,17 +364,34 @@ class Broker(Service):
             exc.data[:24],
         )
 
+    def _drop_multipart(self, ingest: Socket, size: int) -> None:
+        """Drop the rest of a multipart message (libzmq delivers its parts together, so
+        this never blocks); counted once, as kind ``multipart``, whatever its parts hold."""
+        parts = 1
+        while ingest.rcvmore:
+            size += len(ingest.recv(copy=False).buffer)
+            parts += 1
+        self._counters.count_malformed("multipart")
+        self._rlog.warning(
+            "malformed:multipart",
+            "dropped a %d-part message (%d bytes): a frame message is one ZeroMQ frame",
+            parts,
+            size,
+        )
+
     def _drain_subscriptions(self, publish: Socket) -> None:
         accept = self._subscriptions.accept
-        assert self._bound is not None
-        self._bound.subscribed()  # a new subscriber's queue gets the bound at the next tick
         for _ in range(OTHER_BATCH):
             try:
                 msg = publish.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             prefix = accept(msg)
-            if prefix is not None:
+            if prefix is not None and prefix.startswith(SHM_TOPIC_PREFIX):
+                self._send_cached_shm(publish, prefix[len(SHM_TOPIC_PREFIX) :])
+            elif prefix == BEACON_TOPIC:  # a consumer asks whether we send network notices
+                publish.send(encode_beacon())
+            elif prefix is not None:
                 self._send_cached(publish, prefix)
 
     def _send_cached(self, publish: Socket, prefix: bytes) -> None:
@@ -378,9 +402,15 @@ class Broker(Service):
         for entry in self._cache_limiter.select(self._registry.matching(prefix, now), now, c):
             c.cache_sends += 1  # counted first: whoever sees the frame sees the count
             assert self._bound is not None
-            self._bound.send(entry.cached, entry.cached_size)
+            self._bound.send(entry.cached)
             sent += 1
         log.debug("subscription %r: sent %d cached frame(s)", prefix, sent)
+
+    def _send_cached_shm(self, publish: Socket, prefix: bytes) -> None:
+        """A ``$shm/`` subscription: newest descriptors and network notices that match."""
+        now = time.monotonic_ns()
+        for message in self._shm.cached(prefix, self._registry.matching(prefix, now), now):
+            publish.send(message, copy=False)
 
     def _drain_monitor(self, monitor: Socket) -> None:
         for _ in range(OTHER_BATCH):

@@ -92,7 +92,7 @@ class BrokerStats:
     work_unreachable: int = 0
     workers_joined: int = 0
     workers_left: int = 0
-    # feeds (protocol v1.3: credit-based fan-out), see WorkPort.counters
+    # feeds (protocol v1.6: credit-based fan-out), see WorkPort.counters
     feeds: int = 0
     feed_sent: int = 0
     feed_skipped: int = 0

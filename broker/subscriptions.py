@@ -82,3 +82,7 @@ class Subscriptions:
     def _refuse(self, reason: str, msg: str, *args: object) -> None:
         self._counters.count_rejected(reason)
         self._rlog.log(logging.WARNING, reason, msg, *args)
+
+    def any_starting_with(self, start: bytes) -> bool:
+        """Whether some subscribed prefix starts with ``start`` (e.g. ``$shm``)."""
+        return any(prefix.startswith(start) for prefix in self._prefixes)

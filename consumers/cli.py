@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_options(parser, ConsumerConfig, only=("streams", "name", "group", "plain_sub"))
     add_broker_options(parser, "publish", "results", "work")
-    add_options(parser, ConsumerConfig, only=("acked_results",))
+    add_options(parser, ConsumerConfig, only=("acked_results", "sink"))
     add_option(
         parser,
         "--send-results",
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_bool,
         help="send results to the sink (--no-send-results: only --print them)",
     )
-    add_options(parser, ConsumerConfig, only=("fps", "workers", "duration"))
+    add_options(parser, ConsumerConfig, only=("fps", "workers", "duration", "shm"))
     add_option(
         parser,
         "--print",

@@ -11,21 +11,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framebroker.config import (
+    ACKED_RESULTS_PORT,
     AUTO,
     PUBLISH_PORT,
     RESULTS_PORT,
     WORK_PORT,
     acked_endpoint,
+    check_endpoints,
     connect_endpoint,
     parse_bool,
     parse_endpoint,
     parse_optional_endpoint,
     parse_positive,
 )
+from framebroker.endpoints import parse_hosts
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
 from framebroker.protocol import subscription_for
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm_protocol import BEACON_TOPIC, descriptor_subscription
 from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
@@ -97,12 +101,16 @@ class ConsumerConfig:
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
     ``group`` makes the consumer a worker of that work group (protocol v1.2): it asks the
     broker's ``work`` endpoint for one frame at a time and gets the newest frame no other
-    worker of the group has taken. Without it the consumer is a *feed* (protocol v1.3):
+    worker of the group has taken. Without it the consumer is a *feed* (protocol v1.6):
     it gets every stream it matches from the same ``work`` endpoint, by credit, so no
     backlog builds on a slow path; ``plain_sub`` makes it a plain SUB on ``publish``
     instead (every frame the path carries, and the backlog when it cannot). ``plain_sub``
     None (the default) means a feed, unless ``publish`` was set and ``work`` was not
     (the broker's work port is then unknown): a plain SUB, with a warning.
+    ``shm`` (default True): frames whose producer writes shared memory on this host are
+    read from it (a numpy view of the slot, no copy); False: always over the network.
+    ``sink``: a sink set (``"s1,s2"`` or a DNS name resolving to every sink): results go
+    to one live sink's acknowledged results port and move to another when it dies.
     ``security``: CURVE for both the broker and the sink, or plaintext for both.
     The endpoints' flags are ``--broker HOST`` and ``--publish/--results/--work``.
     """
@@ -121,6 +129,18 @@ class ConsumerConfig:
             help="the sink's acknowledged results endpoint (protocol v1.1: results are kept and "
             "resent until stored, at-least-once); auto: the --results port + 2; none: plain "
             "PUSH to --results (at-most-once)",
+        ),
+    )
+    sink: str | None = field(
+        default=None,
+        metadata=option(
+            "--sink",
+            convert=_or_none,
+            metavar="HOSTS",
+            help="the sink set: HOST[:PORT],... or one DNS name resolving to every sink "
+            "(tasks.sink, a headless Service); results go to the acknowledged results port "
+            "(that of --acked-results, 5559 by default) of one live sink, and to another when "
+            "it dies (default: the sink of --results)",
         ),
     )
     streams: tuple[str, ...] = field(
@@ -177,12 +197,22 @@ class ConsumerConfig:
         ),
     )
     work: str = DEFAULT_WORK
+    shm: bool = field(
+        default=True,
+        metadata=option(
+            "--shm",
+            type=parse_bool,
+            help="read frames from shared memory when their producer runs on this host (only "
+            "a descriptor crosses the network), over the network otherwise; 0: always the "
+            "network",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigError(f"consumer name must be non-empty without spaces: {self.name!r}")
-        parse_endpoint(self.publish)
+        check_endpoints(self.publish)  # one broker or a set (framebroker.brokerset)
         if self.results is not None:
             parse_endpoint(self.results)
         if self.acked_results == AUTO:
@@ -190,6 +220,8 @@ class ConsumerConfig:
             object.__setattr__(self, "acked_results", auto)
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
+        if self.sink is not None:
+            self._check_sink_set()
         sends = self.results is not None or self.acked_results is not None
         self.security.require("broker", *(["sink"] if sends else []))
         streams = parse_patterns(self.streams)
@@ -201,7 +233,7 @@ class ConsumerConfig:
             except ProtocolError as exc:
                 raise ConfigError(f"bad stream pattern {pattern!r}: {exc}") from None
         object.__setattr__(self, "streams", streams)
-        parse_endpoint(self.work)
+        check_endpoints(self.work)  # one broker or a set, as publish
         if self.plain_sub is None:
             object.__setattr__(self, "plain_sub", self._auto_plain_sub())
         if self.group is not None:
@@ -230,6 +262,22 @@ class ConsumerConfig:
             )
         return plain
 
+    def _check_sink_set(self) -> None:
+        parse_hosts(self.sink or "")
+        if self.acked_results is None:
+            raise ConfigError(
+                "--sink needs acknowledged results (a result goes to another sink when one dies"
+                " only if the sink acknowledges it): drop --acked-results none"
+            )
+
+    def sink_port(self) -> int:
+        """The port of the sink set's hosts that name none: the --acked-results port."""
+        if self.acked_results is not None and self.acked_results.startswith("tcp://"):
+            port = self.acked_results.rsplit(":", 1)[1]
+            if port.isdigit() and port != "0":
+                return int(port)
+        return ACKED_RESULTS_PORT
+
     def _check_group(self, streams: tuple[str, ...]) -> None:
         try:
             validate_group(self.group or "")
@@ -244,8 +292,24 @@ class ConsumerConfig:
             raise ConfigError(f"a worker takes at most {MAX_GROUP_PATTERNS} stream patterns")
 
     def subscriptions(self) -> list[bytes]:
-        """The SUB prefixes for ``streams``."""
+        """The SUB prefixes for ``streams`` (frames over the network only)."""
         return [subscription_for(p) for p in self.streams]
+
+    @property
+    def uses_shm(self) -> bool:
+        """Whether the receive path starts from descriptors (shared memory, not a group)."""
+        return self.shm and self.group is None
+
+    def receive_subscriptions(self) -> list[bytes]:
+        """What the SUB socket subscribes to at first: the broker's beacon and the
+        descriptor topics of ``streams`` when reading shared memory (each stream's own
+        topic is added if its frames turn out to come over the network), and
+        :meth:`subscriptions` until the broker's beacon arrives (kept if none comes: a
+        direct PUB or an older broker); else :meth:`subscriptions`."""
+        if self.uses_shm:
+            shm = [BEACON_TOPIC, *(descriptor_subscription(p) for p in self.streams)]
+            return shm + self.subscriptions()
+        return self.subscriptions()
 
 
 def _check_positive(name: str, value: float | None) -> None:

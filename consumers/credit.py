@@ -1,6 +1,6 @@
 """CreditWindow: how many frames a feed asks for, so the path never holds a backlog.
 
-A feed (protocol v1.3) gets frames only as credit allows. One frame of credit can never
+A feed (protocol v1.6) gets frames only as credit allows. One frame of credit can never
 build a queue, but it costs a round trip per frame, which caps a fast path (loopback:
 a few thousand frames a second, less than 500 streams offer). So the window adapts to
 what the path delivers, with one rule and no clock shared with the producer:

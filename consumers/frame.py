@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from framebroker import codec
 from framebroker.protocol import FrameHeader, FrameMessage
+
+
+class Lease(Protocol):
+    """Where a frame's payload lives when it is a view of a shared-memory slot."""
+
+    def intact(self) -> bool:
+        """Whether the writer has not overwritten the slot since the frame was read."""
+        ...
 
 
 class Frame:
@@ -23,9 +31,14 @@ class Frame:
     a read-only view of the message buffer, no copy: copy it before modifying it).
     ``gray`` is the single-channel version, also computed once. A frame is handed to one
     processor call at a time, so the caches need no lock.
+
+    A frame read from shared memory (``lease`` set) is a view of the writer's slot: the
+    writer never waits, so it may overwrite the slot ``--shm-slots`` - 1 frames later.
+    ``intact`` says whether it has not yet; a consumer drops a result computed on a frame
+    that is no longer intact (counted as ``torn``).
     """
 
-    __slots__ = ("_decoded", "_gray", "header", "payload", "t_received", "t_start")
+    __slots__ = ("_decoded", "_gray", "header", "lease", "payload", "t_received", "t_start")
 
     def __init__(
         self, header: FrameHeader, payload: bytes | memoryview, t_received: int = 0
@@ -36,6 +49,7 @@ class Frame:
         # ns since the epoch, when a Subscription handed it out (0: not yet); a result sent
         # for the frame counts its processing from here (the sink's frame age, t_start)
         self.t_start = 0
+        self.lease: Lease | None = None  # set when the payload is a shared-memory view
         self._decoded: dict[int, np.ndarray] = {}
         self._gray: np.ndarray | None = None
 
@@ -69,6 +83,12 @@ class Frame:
     def meta(self) -> Mapping[str, Any]:
         """The producer's metadata (``produce --meta``, ``Publisher(meta=)``, ``send(meta=)``)."""
         return self.header.meta
+
+    @property
+    def intact(self) -> bool:
+        """False once the shared-memory slot this frame views has been overwritten (always
+        True for a frame that came over the network)."""
+        return self.lease is None or self.lease.intact()
 
     @property
     def nbytes(self) -> int:

@@ -26,11 +26,13 @@ from typing import Any, Protocol
 import zmq
 
 from framebroker.errors import ProcessorError, ProtocolError
+from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import VERSION_ACKED, ResultMessage, decode_ack, encode_result
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
+from .sink_set import SinkSet, make_sink_set
 from .stats import ConsumerStats
 
 log = logging.getLogger("framebroker.consumer")
@@ -49,13 +51,23 @@ class Sender(Protocol):
 
 
 class ResultSender:
-    """Sends on a connected PUSH socket; owns no socket (the consumer closes it)."""
+    """Sends on a connected PUSH socket; owns no socket (the consumer closes it).
 
-    def __init__(self, sock: zmq.Socket[Any], endpoint: str, stats: ConsumerStats) -> None:
+    ``link``: the socket's connection monitor (owned by the caller), polled in ``pump``
+    so that a sink that refused our handshake is tried again."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        endpoint: str,
+        stats: ConsumerStats,
+        link: LinkMonitor | None = None,
+    ) -> None:
         self._sock = sock
         self._endpoint = endpoint
         self._stats = stats
         self._log = RateLimitedLog(log, interval=5.0)
+        self._link = link
 
     def send(self, result: ResultMessage) -> bool:
         """Queue ``result`` for the sink; False (and counted) when it had to be dropped.
@@ -83,7 +95,9 @@ class ResultSender:
         return True
 
     def pump(self) -> None:
-        """Nothing to do: PUSH has no acknowledgements."""
+        """No acknowledgements on PUSH: only retry a sink that refused our handshake."""
+        if self._link is not None:
+            self._link.poll()
 
     def flush(self, timeout: float) -> int:
         """PUSH cannot tell what arrived; the socket's linger sends what is queued."""
@@ -94,9 +108,16 @@ class AckedSender:
     """Sends on a connected DEALER and keeps each result until the sink acknowledges it."""
 
     def __init__(
-        self, sock: zmq.Socket[Any], endpoint: str, stats: ConsumerStats, capacity: int
+        self,
+        sock: zmq.Socket[Any],
+        endpoint: str,
+        stats: ConsumerStats,
+        capacity: int,
+        link: LinkMonitor | None = None,
+        sinks: SinkSet | None = None,
     ) -> None:
         self._sock = sock
+        self._sinks = sinks  # a sink set: re-resolved from pump()
         self._endpoint = endpoint
         self._stats = stats
         self._capacity = capacity
@@ -104,6 +125,7 @@ class AckedSender:
         self._next_id = 1
         self._last_ack = time.monotonic()
         self._log = RateLimitedLog(log, interval=5.0)
+        self._link = link  # as ResultSender's
 
     @property
     def pending(self) -> int:
@@ -143,6 +165,10 @@ class AckedSender:
 
     def pump(self) -> None:
         """Take acknowledgements off the socket and resend what waited too long."""
+        if self._link is not None:
+            self._link.poll()
+        if self._sinks is not None:
+            self._sinks.maybe_refresh()
         while True:
             try:
                 data = self._sock.recv(zmq.NOBLOCK)
@@ -211,27 +237,39 @@ class AckedSender:
 
 def connect_sender(
     context: zmq.Context[Any], config: ConsumerConfig, stats: ConsumerStats
-) -> tuple[zmq.Socket[Any], Sender] | None:
-    """The socket to the sink and its sender, as ``config`` asks (None: results go nowhere).
+) -> tuple[zmq.Socket[Any], Sender, LinkMonitor] | None:
+    """The socket to the sink, its sender and the socket's connection monitor, as
+    ``config`` asks (None: results go nowhere).
 
-    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once);
-    otherwise ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller
-    closes the socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
+    ``acked_results`` set: a DEALER and an :class:`AckedSender` (at-least-once), connected
+    to every sink of ``sink`` when a sink set is given (:mod:`.sink_set`); otherwise
+    ``results``: a PUSH and a :class:`ResultSender` (at-most-once). The caller closes the
+    monitor, then the socket (with its linger, so queued results get ``RESULT_LINGER_MS``).
     """
     endpoint = config.acked_results or config.results
     if endpoint is None:
         return None
     kind = zmq.DEALER if config.acked_results is not None else zmq.PUSH
     sock = make_socket(context, kind, sndhwm=config.result_buffer, linger_ms=RESULT_LINGER_MS)
+    sinks: SinkSet | None = None
+    link: LinkMonitor | None = None
     try:
         config.security.secure(sock, "sink")
-        connect(sock, endpoint)
+        if config.sink is not None and kind == zmq.DEALER:
+            link = LinkMonitor(sock, config.sink, peer="sink", lost_note="; results wait for it")
+            sinks = make_sink_set(sock, config.sink, config.sink_port())
+            endpoint = sinks.describe()
+        else:
+            link = connect_watched(sock, endpoint, peer="sink", lost_note="; results wait for it")
     except BaseException:
+        if link is not None:
+            link.close()
         sock.close(linger=0)
         raise
     if kind == zmq.DEALER:
-        return sock, AckedSender(sock, endpoint, stats, config.result_buffer)
-    return sock, ResultSender(sock, endpoint, stats)
+        sender = AckedSender(sock, endpoint, stats, config.result_buffer, link, sinks)
+        return sock, sender, link
+    return sock, ResultSender(sock, endpoint, stats, link), link
 
 
 def print_json_line(result: ResultMessage) -> None:

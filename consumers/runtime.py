@@ -2,13 +2,14 @@
 
 ::
 
-    feed (DEALER, by credit) or SUB --(receive thread: decode header)--> LatestSlots
-        --(run(): take)--> processor --> ResultMessage --> PUSH or DEALER with
-                                                           acknowledgements (NOBLOCK)
+    feed (DEALER per broker, by credit) or SUB --(receive thread: decode header)-->
+        LatestSlots --(run(): take)--> processor --> ResultMessage --> PUSH or DEALER
+                                                     with acknowledgements (NOBLOCK)
 
-By default the receive thread is a *feed* (:mod:`~consumers.feed`, protocol v1.3): it asks
-the broker's work port for the newest frames of its streams by credit, so no backlog can
-build on a slow path. ``config.plain_sub`` makes it a plain SUB on the publish port.
+By default the receive thread is a *feed* (:mod:`~consumers.feed`, protocol v1.6): it asks
+each broker's work port for the newest frames of its streams by credit, so no backlog can
+build on a slow path (frames a producer writes to shared memory on this host are read
+there, by descriptor). ``config.plain_sub`` makes it a plain SUB on the publish port.
 
 With ``config.group`` set the consumer is a worker of a work group instead: no SUB and no
 receive thread; ``run()`` asks the broker's work port for one frame at a time through a
@@ -30,26 +31,28 @@ from typing import Any
 
 import zmq
 
+from framebroker.brokerset import Connections, EndpointSet
 from framebroker.errors import ProcessorError, TransportError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .feed import connect_receiver, source_of
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
-from .results import AckedSender, ResultSender, Sender
+from .results import Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
+from .work_set import WorkSet, work_client
 
 log = logging.getLogger("framebroker.consumer")
 
 TAKE_TIMEOUT = 0.1  # seconds; bounds how long close() and --duration take to act
-RESULT_LINGER_MS = 500  # on close, give queued results this long to reach the sink
 ACK_WAIT_S = 2.0  # on close, wait this long for the sink to acknowledge spooled results
 
 ResultCallback = Callable[[ResultMessage], None]
@@ -80,12 +83,16 @@ class Consumer(Service):
         self._slots = LatestSlots(fps=config.fps)
         self._context = context
         self._owns_context = context is None
-        self._frame_sockets: list[zmq.Socket[Any]] = []  # the feed's or SUB's socket
+        self._sub: zmq.Socket[Any] | None = None  # the SUB of --plain-sub or shared memory
         self._receiver: Receiver | None = None
         self._dealer: zmq.Socket[Any] | None = None
-        self._work: WorkClient | None = None
+        self._work: WorkClient | WorkSet | None = None
+        self._endpoints: EndpointSet | None = None
+        self._connections: Connections | None = None
         self._push: zmq.Socket[Any] | None = None
         self._sender: Sender | None = None
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
+        self._sub_link: LinkMonitor | None = None
         self._bad_input = RateLimitedLog(log, interval=5.0)
         self._errors = RateLimitedLog(log, interval=5.0)
 
@@ -99,53 +106,55 @@ class Consumer(Service):
             self._context = zmq.Context()
         security = self.config.security
         if self.config.group is None:
-            self._receiver = connect_receiver(
-                self._make_socket, self.config, self._slots, self.stats, self._bad_input
+            self._receiver, self._endpoints = connect_receiver(
+                self._frame_socket,
+                self._watch,
+                self._context,
+                self.config,
+                self._slots,
+                self.stats,
+                self._bad_input,
             )
         else:
-            self._dealer = self._make_socket(zmq.DEALER, linger_ms=0)
-            security.secure(self._dealer, "broker")
-            connect(self._dealer, self.config.work)
-            self._work = WorkClient(
-                self._dealer,
-                group=self.config.group,
-                streams=self.config.streams,
-                name=self.name,
-                stats=self.stats,
-                bad_input=self._bad_input,
-            )
-        if self.config.acked_results is not None:
-            self._push = make_socket(
+            self._endpoints, self._work = work_client(
                 self._context,
-                zmq.DEALER,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
+                self.config,
+                self.stats,
+                self._bad_input,
+                self._dealer_socket,
+                self._watch,
             )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.acked_results)
-            self._sender = AckedSender(
-                self._push, self.config.acked_results, self.stats, self.config.result_buffer
-            )
-        elif self.config.results is not None:
-            self._push = make_socket(
-                self._context,
-                zmq.PUSH,
-                sndhwm=self.config.result_buffer,
-                linger_ms=RESULT_LINGER_MS,
-            )
-            security.secure(self._push, "sink")
-            connect(self._push, self.config.results)
-            self._sender = ResultSender(self._push, self.config.results, self.stats)
+        results = connect_sender(self._context, self.config, self.stats)
+        if results is not None:
+            self._push, self._sender, _ = results
+            self._watch(results[2])
         log.info(
             "consumer %s: %s on streams %s from %s, results to %s",
             self.name,
             processor_name(self.processor),
             ",".join(self.config.streams),
             source_of(self.config),
-            self.config.acked_results or self.config.results or "nowhere",
+            self._results_where(),
         )
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
+
+    def _frame_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
+        assert self._context is not None
+        self._sub = make_socket(self._context, kind, **options)
+        return self._sub
+
+    def _dealer_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
+        assert self._context is not None
+        self._dealer = make_socket(self._context, kind, **options)
+        return self._dealer
+
+    def _results_where(self) -> str:
+        if self._push is None:
+            return "nowhere"
+        if self.config.sink is not None and self.config.acked_results is not None:
+            return f"the sink set {self.config.sink}"
+        return self.config.acked_results or self.config.results or "nowhere"
 
     def _serve(self) -> None:
         """Process frames until stopped or ``duration`` passes.
@@ -168,12 +177,6 @@ class Consumer(Service):
         if receiver is not None and receiver.error is not None:
             raise TransportError(f"consumer {self.name}: receiving failed: {receiver.error}")
 
-    def _make_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
-        assert self._context is not None
-        sock = make_socket(self._context, kind, **options)
-        self._frame_sockets.append(sock)
-        return sock
-
     def _start_receiver(self) -> tuple[Receiver | None, threading.Thread | None]:
         """The receive thread that fills the slots (none for a worker of a group)."""
         receiver = self._receiver
@@ -195,7 +198,9 @@ class Consumer(Service):
             if receive_thread is not None and not receive_thread.is_alive():
                 break
             frame = take(TAKE_TIMEOUT)
-            if frame is not None:
+            if frame is not None and not frame.intact:  # its slot was overwritten meanwhile
+                self.stats.torn += 1
+            elif frame is not None:
                 self.process(frame)
             if self._sender is not None:
                 self._sender.pump()
@@ -213,6 +218,9 @@ class Consumer(Service):
             self._processor_failed(frame, exc)
             return
         duration_ns = time.perf_counter_ns() - began
+        if not frame.intact:  # overwritten while the processor read it: drop the result
+            self.stats.torn += 1
+            return
         self.stats.processed += 1
         if result is None:
             return
@@ -246,16 +254,28 @@ class Consumer(Service):
             exc,
         )
 
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
+
     def _wake(self) -> None:
         self._slots.close()  # take() returns at once (the slots' lock is re-entrant)
 
     def _release(self) -> None:
-        """Close sockets (and the context if ours)."""
-        for sock in (*self._frame_sockets, self._dealer, self._push):
+        """Close sockets (their monitors first) and the context if ours."""
+        for link in self._links:
+            link.close()
+        self._links.clear()
+        self._sub_link = None
+        if isinstance(self._work, WorkSet):
+            self._work.close()
+        if self._endpoints is not None:
+            self._endpoints.close()
+        self._endpoints = self._connections = None
+        for sock in (self._sub, self._dealer, self._push):
             if sock is not None:
                 sock.close()
-        self._frame_sockets.clear()
-        self._dealer = self._push = None
+        self._sub = self._dealer = self._push = None
         self._receiver = None
         self._work = None
         self._sender = None

@@ -22,6 +22,8 @@ COUNTERS = (
     "results_acked",  # results the sink acknowledged as stored (acknowledged delivery)
     "results_resent",  # results sent again for want of an acknowledgement
     "results_dropped",  # results dropped because the sink was unreachable
+    "shm_frames",  # frames read from shared memory (the rest came over the network)
+    "torn",  # shared-memory frames overwritten before or while being processed: dropped
 )
 
 
@@ -37,6 +39,8 @@ class ConsumerStats:
     results_acked: int = 0
     results_resent: int = 0
     results_dropped: int = 0
+    shm_frames: int = 0
+    torn: int = 0
     ages_kept: int = 1000
     ages_ns: deque[int] = field(init=False)
 

@@ -15,7 +15,9 @@ from framebroker.config import (
     RESULTS_PORT,
     WORK_PORT,
     acked_endpoint,
+    broker_endpoints,
     connect_endpoint,
+    parse_broker,
 )
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 
@@ -40,6 +42,7 @@ def subscribe(
     fps: float | None = None,
     duration: float | None = None,
     timeout: float | None = None,
+    shm: bool = True,
     security: ClientSecurity | None = None,
 ) -> Subscription:
     """Subscribe to the newest frames of ``streams`` on ``broker``; a started Subscription.
@@ -50,19 +53,24 @@ def subscribe(
     one and never one twice; :meth:`Subscription.latest` takes one with a timeout.
 
     The other parameters are ``framebroker consume``'s flags, with the same defaults:
-    ``broker`` is the host of the broker and the sink; ``publish``, ``work``, ``results``
+    ``broker`` is the host of the broker and the sink, or a broker set (``"b1,b2,b3"`` or
+    a name resolving to several addresses: every broker is subscribed to, the sink is
+    looked for on the first host); ``publish``, ``work``, ``results``
     override an endpoint (``tcp://HOST:PORT``). Results sent with
     :meth:`Subscription.send_result` go to the sink ACKNOWLEDGED (``acked_results="auto"``:
     the ``results`` port + 2; kept and resent until stored); ``acked_results=None`` (or
     ``"none"``) PUSHes them at most once; ``send_results=False`` connects to no sink.
     ``group``: share the frames with the other workers of that work group, each frame to
-    one of them. Frames come by credit (a feed, protocol v1.3: a slow link never holds a
+    one of them. Frames come by credit (a feed, protocol v1.6: a slow link never holds a
     backlog); ``plain_sub=True`` takes them from a plain SUB instead (None: by credit unless
-    ``publish`` is given without ``work``), every frame the path
-    carries and a growing backlog when it cannot. ``name``: the consumer name results are
-    stored under (default HOST-PID).
+    ``publish`` is given without ``work``), every frame the path carries and a growing
+    backlog when it cannot. ``name``: the consumer name results are stored under (default
+    HOST-PID).
     ``fps``: at most this many frames per second per stream. ``duration``: iteration ends
     after that many seconds; ``timeout``: when no frame came for that many seconds.
+    ``shm``: read frames from shared memory when their producer writes it on this host
+    (a view of the slot, no copy; check ``frame.intact`` if you hold a frame long);
+    False: always over the network.
     ``security``: CURVE keys for the broker and the sink (:class:`~framebroker.security.
     ClientSecurity`), plaintext by default. Raises ConfigError for a bad value.
     """
@@ -79,6 +87,7 @@ def subscribe(
         name=name,
         fps=fps,
         duration=duration,
+        shm=shm,
         security=security,
     )
     subscription = Subscription(config, timeout=timeout)
@@ -101,9 +110,11 @@ def subscription_config(
     fps: float | None,
     duration: float | None,
     security: ClientSecurity | None,
+    shm: bool = True,
 ) -> ConsumerConfig:
     """The ConsumerConfig ``consume`` builds from the same flags (validated there)."""
-    results = (results or connect_endpoint(broker, RESULTS_PORT)) if send_results else None
+    sink = connect_endpoint(parse_broker(broker)[0], RESULTS_PORT)  # a set: its first host
+    results = (results or sink) if send_results else None
     choice = (acked_results or "none").strip()
     acked: str | None = choice
     if results is None or choice.lower() in ("", "none", "off"):
@@ -112,7 +123,7 @@ def subscription_config(
         acked = acked_endpoint(results)
     return ConsumerConfig(
         name=name or default_name(),
-        publish=publish or connect_endpoint(broker, PUBLISH_PORT),
+        publish=publish or broker_endpoints(broker, PUBLISH_PORT),
         results=results,
         acked_results=acked,
         streams=parse_patterns(streams),
@@ -120,6 +131,7 @@ def subscription_config(
         duration=duration,
         group=group or None,
         plain_sub=plain_sub,
-        work=work or connect_endpoint(broker, WORK_PORT),
+        work=work or broker_endpoints(broker, WORK_PORT),
+        shm=shm,
         security=security or PLAINTEXT_CLIENT,
     )

@@ -10,14 +10,14 @@
 
 It is ``framebroker consume`` turned inside out: your loop takes the frames instead of a
 processor being called with them, on the same machinery. Without ``group``, a receive
-thread (:class:`~.receiver.Receiver`) drains a SUB socket into :class:`~.slots.LatestSlots`,
+thread (:class:`~.receiver.Receiver`) fills :class:`~.slots.LatestSlots`,
 which keeps only the newest frame per stream and refuses frames already seen: however
 slowly you iterate, the next frame is the newest one. The thread is a feed by default
-(:class:`~.feed.FeedReceiver`: frames by credit from the broker's work port, so a slow link
-never holds a backlog) or, with ``plain_sub``, a SUB on the publish port. With ``group``
-the subscription is a worker of that work group (:class:`~.work_client.WorkClient`): each
-``latest()`` asks the broker for one frame, the newest no other worker of the group has
-taken, and no thread runs.
+(:class:`~.feed.FeedReceiver`: frames by credit from each broker's work port, so a slow
+link never holds a backlog) or, with ``plain_sub``, a SUB on the publish port. With
+``group`` the subscription is a worker of that work group (:class:`~.work_client.
+WorkClient`): each ``latest()`` asks the broker for one frame, the newest no other worker
+of the group has taken, and no thread runs.
 
 Results go to the sink as ``consume`` sends them (:func:`~.results.connect_sender`):
 acknowledged by default, kept until the sink has stored them. Use one subscription from
@@ -34,10 +34,12 @@ from typing import Any
 
 import zmq
 
+from framebroker.brokerset import EndpointSet
 from framebroker.errors import ConfigError, ProcessorError, TransportError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
 from framebroker.ratelimit import RateLimitedLog
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
 from .feed import connect_receiver, source_of
@@ -47,6 +49,7 @@ from .results import AckedSender, Sender, connect_sender
 from .slots import LatestSlots
 from .stats import ConsumerStats
 from .work_client import WorkClient
+from .work_set import WorkSet, work_client
 
 log = logging.getLogger("framebroker.consumer")
 
@@ -77,7 +80,9 @@ class Subscription:
         self._state = "new"  # -> started -> closed
         self._context: zmq.Context[Any] | None = None
         self._sockets: list[zmq.Socket[Any]] = []
-        self._work: WorkClient | None = None
+        self._links: list[LinkMonitor] = []  # one per socket: refused handshakes retried
+        self._work: WorkClient | WorkSet | None = None
+        self._endpoints: EndpointSet | None = None
         self._sender: Sender | None = None
         self._results_sock: zmq.Socket[Any] | None = None
         self._receiver: Receiver | None = None
@@ -111,28 +116,22 @@ class Subscription:
                 self._ends_at = time.monotonic() + self.config.duration
 
     def _open(self) -> None:
-        config, security = self.config, self.config.security
+        config = self.config
         self._context = context = zmq.Context()
         if config.group is None:
-            self._receiver = connect_receiver(
-                self._socket, config, self._slots, self.stats, self._bad_input
-            )
+            self._receiver, self._endpoints = connect_receiver(
+                self._socket, self._watch, context, config, self._slots, self.stats,
+                self._bad_input,
+            )  # fmt: skip
         else:
-            dealer = self._socket(zmq.DEALER, linger_ms=0)
-            security.secure(dealer, "broker")
-            connect(dealer, config.work)
-            self._work = WorkClient(
-                dealer,
-                group=config.group,
-                streams=config.streams,
-                name=config.name,
-                stats=self.stats,
-                bad_input=self._bad_input,
+            self._endpoints, self._work = work_client(
+                context, config, self.stats, self._bad_input, self._socket, self._watch
             )
         results = connect_sender(context, config, self.stats)
         if results is not None:
-            self._results_sock, self._sender = results
+            self._results_sock, self._sender, _ = results
             self._sockets.append(self._results_sock)
+            self._watch(results[2])
         if self._receiver is not None:
             self._thread = threading.Thread(
                 target=self._receiver.run,
@@ -147,6 +146,10 @@ class Subscription:
             ",".join(config.streams),
             source_of(config),
         )
+
+    def _watch(self, link: LinkMonitor) -> LinkMonitor:
+        self._links.append(link)
+        return link
 
     def _socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
         assert self._context is not None
@@ -178,6 +181,13 @@ class Subscription:
     def _teardown(self) -> None:
         """Close the sockets and the context. With the lock held, the receiver stopped."""
         self._state = "closed"
+        for link in self._links:  # before their sockets and the context
+            link.close()
+        self._links.clear()
+        if isinstance(self._work, WorkSet):
+            self._work.close()
+        if self._endpoints is not None:
+            self._endpoints.close()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -208,7 +218,9 @@ class Subscription:
             wait = WAIT_S if deadline is None else min(WAIT_S, deadline - time.monotonic())
             frame = self._take(max(0.0, wait))
             self._pump()
-            if frame is not None:
+            if frame is not None and not frame.intact:  # its slot was overwritten meanwhile
+                self.stats.torn += 1
+            elif frame is not None:
                 return self._hand_out(frame)
             receiver = self._receiver
             if receiver is not None and receiver.error is not None:
@@ -270,6 +282,9 @@ class Subscription:
             raise ProcessorError(
                 f"a result is a dict of plain values, not a {type(result).__name__}"
             )
+        if not frame.intact:  # a shared-memory frame overwritten while it was used
+            self.stats.torn += 1
+            return False
         now = time.time_ns()
         t_start = frame.t_start or now
         message = ResultMessage(

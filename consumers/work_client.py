@@ -26,6 +26,7 @@ import zmq
 
 from framebroker.control_protocol import decode_reply
 from framebroker.errors import ProtocolError
+from framebroker.link import LinkMonitor
 from framebroker.protocol import decode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.work_protocol import WorkRequest, encode_work_request, is_reply
@@ -51,8 +52,10 @@ class WorkClient:
         name: str,
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
+        link: LinkMonitor | None = None,
     ) -> None:
         self._sock = sock
+        self._link = link  # polled before each request: a refused handshake is retried
         self._stats = stats
         self._bad_input = bad_input
         self._group = group
@@ -63,11 +66,25 @@ class WorkClient:
 
     def take(self, timeout: float) -> Frame | None:
         """Ask if due, then wait up to ``timeout`` seconds for a frame; None if none came."""
-        now = time.monotonic()
-        if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
-            self._ask(now)
+        self.ask_if_due(time.monotonic())
         if not self._sock.poll(int(timeout * 1000)):
             return None
+        return self.receive()
+
+    def ask_if_due(self, now: float, credit: int = CREDIT) -> None:
+        """Send the request (``credit`` frames) if none went out in the last HEARTBEAT_S."""
+        if self._asked_at is None or now - self._asked_at >= HEARTBEAT_S:
+            if self._link is not None:
+                self._link.poll()  # idle moments only: a refused handshake is retried
+            self._ask(now, credit)
+
+    def revoke(self) -> None:
+        """Withdraw the credit (a request with credit 0); the next ask grants it again."""
+        self._ask(time.monotonic(), 0)
+        self._asked_at = None
+
+    def receive(self) -> Frame | None:
+        """The message waiting on the socket as a frame (None: a reply, or malformed)."""
         message = self._sock.recv(zmq.NOBLOCK, copy=False)
         data = message.buffer
         if is_reply(data):
@@ -91,12 +108,12 @@ class WorkClient:
         with contextlib.suppress(zmq.ZMQError):
             self._sock.send(encode_work_request(WorkRequest(op="leave")), zmq.NOBLOCK)
 
-    def _ask(self, now: float) -> None:
+    def _ask(self, now: float, credit: int = CREDIT) -> None:
         request = WorkRequest(
             op="ready",
             group=self._group,
             streams=self._streams,
-            credit=CREDIT,
+            credit=credit,
             received=self.received,
             name=self._name,
         )

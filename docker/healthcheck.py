@@ -5,7 +5,8 @@
 
 - broker:  its control port answers a ``streams`` request (``framebroker streams`` does
            the same);
-- sink:    its results port is listening and its database has the results table;
+- sink:    its results port is listening and its database (SQLite or PostgreSQL) has the
+           results table;
 - produce: the broker lists this producer's stream (FRAMEBROKER_STREAM) as live, i.e. frames
            from the camera arrive there; without a stream name: connected to the ingest port;
 - consume: connected to the broker's publish port, or with FRAMEBROKER_GROUP to its work
@@ -101,7 +102,12 @@ def check_sink() -> str | None:
     port = urlsplit(env("results") or f"tcp://*:{PORTS['results']}").port
     if port not in tcp_sockets(_LISTEN):
         return f"nothing listens on results port {port}"
-    db = env("db", "framebroker-results.sqlite")
+    db = env("db", "framebroker-results.sqlite") or ""
+    if db.startswith(("postgresql://", "postgres://")):
+        from framebroker.sink.store import open_reader
+
+        open_reader(db, timeout=2.0).close()  # StoreError: unreachable, or no table yet
+        return None
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2) as conn:
         conn.execute("SELECT count(*) FROM results WHERE id < 0").fetchall()
     conn.close()

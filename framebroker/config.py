@@ -24,6 +24,7 @@ RESULTS_PORT = 5557
 CONTROL_PORT = 5558
 ACKED_RESULTS_PORT = 5559  # v1.1: results the sink acknowledges once stored
 WORK_PORT = 5560  # v1.2: workers of a work group ask the broker for frames
+SINK_CONTROL_PORT = 5561  # v1.3: the sink's control port (ping, stats)
 AUTO = "auto"  # an endpoint derived from another one (see acked_endpoint, work_endpoint)
 
 _ENDPOINT = re.compile(
@@ -184,17 +185,75 @@ def work_endpoint(control: str) -> str:
     return _sibling(control, "work", "work")
 
 
-def _sibling(endpoint: str, suffix: str, what: str) -> str:
-    """The endpoint 2 ports above ``endpoint`` (or with ``.suffix`` for ipc/inproc)."""
+def sink_control_endpoint(results: str) -> str:
+    """The sink's control endpoint that goes with its results endpoint (protocol v1.3).
+
+    TCP: the same host, port + 4 (5557 -> 5561; port 0 or ``*`` stays as it is).
+    ``ipc://PATH`` -> ``ipc://PATH.control``, ``inproc://NAME`` -> ``inproc://NAME.control``.
+    """
+    return _sibling(results, "control", "sink control", offset=SINK_CONTROL_PORT - RESULTS_PORT)
+
+
+def _sibling(endpoint: str, suffix: str, what: str, offset: int = 2) -> str:
+    """The endpoint ``offset`` ports above ``endpoint`` (or with ``.suffix`` for ipc/inproc)."""
     parse_endpoint(endpoint)
     if not endpoint.startswith("tcp://"):
         return f"{endpoint}.{suffix}"
     host, port = endpoint.rsplit(":", 1)
     if port in ("*", "0"):
         return endpoint
-    if int(port) + 2 > 65535:
-        raise ConfigError(f"no {what} port after {endpoint} (port + 2 > 65535)")
-    return f"{host}:{int(port) + 2}"
+    if int(port) + offset > 65535:
+        raise ConfigError(f"no {what} port after {endpoint} (port + {offset} > 65535)")
+    return f"{host}:{int(port) + offset}"
+
+
+# --- broker sets (docs/protocol.md "Broker sets"; resolved by framebroker.brokerset) ---
+
+
+def parse_broker(text: str) -> tuple[str, ...]:
+    """``"b1, b2,b3"`` -> ("b1", "b2", "b3"): the hosts of a ``--broker`` value.
+
+    Duplicates are kept once, in order; a host is a name, an IPv4 or an IPv6 address
+    (bare or in brackets). ConfigError for an empty list or a malformed host.
+    """
+    hosts: list[str] = []
+    for part in text.split(","):
+        host = part.strip()
+        if not host:
+            continue
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not bare or any(c.isspace() or c in "/@" for c in bare):
+            raise ConfigError(
+                f"not a broker host for its endpoints: {host!r} (e.g. broker, 10.0.0.7, b1,b2,b3)"
+            )
+        if bare not in hosts:
+            hosts.append(bare)
+    if not hosts:
+        raise ConfigError(f"no broker host in {text!r} (e.g. broker, 10.0.0.7 or b1,b2,b3)")
+    return tuple(hosts)
+
+
+def broker_endpoints(broker: str, port: int) -> str:
+    """The endpoint list of ``port`` on every host of ``broker``: ``tcp://b1:P,tcp://b2:P``."""
+    return ",".join(connect_endpoint(host, port) for host in parse_broker(broker))
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """A comma-separated list of ZeroMQ endpoints (one or more), duplicates kept once."""
+    out: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part and parse_endpoint(part) not in out:
+            out.append(part)
+    if not out:
+        raise ConfigError(f"no endpoint in {text!r} (e.g. tcp://b1:5556,tcp://b2:5556)")
+    return tuple(out)
+
+
+def check_endpoints(text: str) -> str:
+    """Validate an endpoint list and return it as given (for config fields)."""
+    parse_endpoints(text)
+    return text
 
 
 def add_broker_options(parser: argparse.ArgumentParser, *endpoints: str) -> None:
@@ -208,15 +267,18 @@ def add_broker_options(parser: argparse.ArgumentParser, *endpoints: str) -> None
         parser,
         "--broker",
         default="127.0.0.1",
-        help="host name or address of the broker (and sink)",
+        type=_broker_arg,
+        help="host name or address of the broker (and sink); a broker set: a list "
+        "b1,b2,b3 or a name resolving to several addresses (the sink: the first host)",
     )
     for name in endpoints:
         add_option(
             parser,
             f"--{name}",
             default=None,
-            type=parse_endpoint,
-            help=f"{name} endpoint; overrides --broker (tcp://HOST:{_PORTS[name]})",
+            type=_endpoint_arg if name == "results" else _endpoints_arg,
+            help=f"{name} endpoint; overrides --broker (tcp://HOST:{_PORTS[name]})"
+            + ("" if name == "results" else "; a broker set: a comma-separated list"),
         )
 
 
@@ -230,6 +292,35 @@ _PORTS = {
 
 
 def resolve_endpoint(args: argparse.Namespace, name: str) -> str:
-    """The endpoint for ``name`` from parsed args: the explicit flag or --broker's host."""
+    """The endpoint for ``name`` from parsed args: the explicit flag or --broker's hosts.
+
+    A broker set gives the list of ``name``'s endpoint on every host; the sink (``results``)
+    is one service, looked for on the set's first host.
+    """
     explicit: str | None = getattr(args, name, None)
-    return explicit or connect_endpoint(args.broker, _PORTS[name])
+    if explicit:
+        return explicit
+    if name == "results":
+        return connect_endpoint(parse_broker(args.broker)[0], _PORTS[name])
+    return broker_endpoints(args.broker, _PORTS[name])
+
+
+def _argparse(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _check_broker(text: str) -> str:
+    parse_broker(text)
+    return text
+
+
+_broker_arg = _argparse(_check_broker)
+_endpoint_arg = parse_endpoint
+_endpoints_arg = _argparse(check_endpoints)

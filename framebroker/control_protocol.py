@@ -20,6 +20,10 @@ from framebroker.errors import ProtocolError
 from framebroker.wire import VERSION, unpack, version_of
 
 CONTROL_OPS = ("ping", "streams", "stats", "groups")  # "groups": v1.2
+# The most ZeroMQ frames a server takes in one control message: the routing id, the
+# envelope (REQ: b"", proxies: more) and the request; a message of more goes unanswered.
+MAX_CONTROL_PARTS = 8
+MAX_CONTROL_SIZE = 64 << 10  # a request, at most (the broker's --max-control-size default)
 
 
 def encode_request(op: str, **args: Any) -> bytes:

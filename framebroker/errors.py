@@ -11,7 +11,9 @@
     ├── CodecError                   pixels could not be encoded or decoded
     │   └── ImageError               an image that cannot be sent (bad type, dtype, shape)
     ├── ProcessorError               a processor could not be loaded or failed
-    └── StoreError                   the results store could not be opened, read or written
+    ├── StoreError                   the results store could not be opened, read or written
+    ├── RecordingError               a recording (segment files) could not be read or written
+    └── ShmError                     a shared-memory segment could not be made, mapped or read
 
 Every error carries a message written for the person who has to act on it.
 """
@@ -77,3 +79,12 @@ class ProcessorError(FrameBrokerError):
 
 class StoreError(FrameBrokerError):
     """The results store (SQLite, JSON Lines) could not be opened, read or written."""
+
+
+class RecordingError(FrameBrokerError):
+    """A recording could not be read or written: not a segment file, no such stream, no
+    frame at the time asked, nothing to export."""
+
+
+class ShmError(FrameBrokerError):
+    """A shared-memory segment could not be created (no room in /dev/shm), mapped or read."""

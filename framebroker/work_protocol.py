@@ -1,4 +1,4 @@
-"""Protocol v1.2, work groups (and v1.3, feeds): what a worker or a credit-based fan-out
+"""Protocol v1.2, work groups (and v1.6, feeds): what a worker or a credit-based fan-out
 consumer sends to the broker's work port.
 
 Pure, like :mod:`framebroker.protocol` (whose stream rules it shares; maps are read with
@@ -18,7 +18,7 @@ repeated (as a heartbeat) without ever granting more than ``credit`` frames in f
 ``{"op": "leave"}`` withdraws the worker. The broker answers only with frame messages
 (exactly as on the publish port) or, for a bad request, a control error reply map.
 
-v1.3 adds ``{"op": "feed", "streams": [...], "credit": 4, "received": 41}``: the same
+v1.6 adds ``{"op": "feed", "streams": [...], "credit": 4, "received": 41}``: the same
 credit, for a *feed*, a fan-out consumer that gets every stream it matches (the newest
 frame of each, longest-waiting stream first) but only as many frames as it asked for. It
 is a private group of one that nobody else can join, so it shares the group's rules.
@@ -36,7 +36,7 @@ from framebroker.protocol import subscription_for, validate_stream_id
 from framebroker.wire import PROTOCOL_MAJOR, is_uint, str_field, unpack, version_of
 
 VERSION_GROUPS = (PROTOCOL_MAJOR, 2)  # v1.2: work groups
-VERSION_FEEDS = (PROTOCOL_MAJOR, 3)  # v1.3: feeds (credit-based fan-out)
+VERSION_FEEDS = (PROTOCOL_MAJOR, 6)  # v1.6: feeds (credit-based fan-out)
 WORK_OPS = ("ready", "feed", "leave")
 MAX_CREDIT = 16  # frames one worker may have in flight; the broker clamps larger credit
 MAX_GROUP_PATTERNS = 64  # stream patterns in one request

@@ -17,6 +17,8 @@ from framebroker.security_cli import add_client_security_options, client_securit
 from .config import SOURCES, ProducerConfig
 from .metrics import ProducerCollector
 from .producer import Producer
+from .replayer import Replayer
+from .spec import parse_source
 
 _FIRST = ("source", "stream")  # then --broker and --ingest, then the other fields' flags
 
@@ -42,6 +44,8 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if parse_source(config.source).kind == "replay":
+        return run_service(Replayer(config))
     quiet_opencv()
     producer = Producer(config)
     return run_service(producer, ProducerCollector(producer))

@@ -13,17 +13,19 @@ import msgpack
 
 from framebroker.config import (
     INGEST_PORT,
+    check_endpoints,
     connect_endpoint,
     env_name,
     parse_bool,
-    parse_endpoint,
     parse_positive,
     parse_size,
 )
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import Option, argparse_type, option
 from framebroker.protocol import ENCODINGS, MAX_HEADER_BYTES, validate_stream_id
+from framebroker.recording import TimeSpec, parse_time
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm import DEFAULT_SLOTS
 
 from .spec import default_stream_name, parse_source
 
@@ -35,9 +37,10 @@ _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 # its open time): issue 7 promises publishing again within 5 s. One attempt every 2 s
 # costs a lost camera one TCP connection attempt.
 MAX_BACKOFF_S = 2.0
+SHM_MODES = ("auto", "on", "off", "only")
 SOURCES = (
-    "a camera index (0), a video file, an rtsp:// or http(s):// URL, or the test pattern "
-    "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30)"
+    "a camera index (0), a video file, an rtsp:// or http(s):// URL, the test pattern "
+    "test:WIDTHxHEIGHT@FPS (e.g. test:640x480@30), or a recording replay:DIR/STREAM"
 )
 
 
@@ -70,6 +73,17 @@ def _add_meta(parser: argparse.ArgumentParser, opt: Option, default: object) -> 
 
 
 _positive_arg = argparse_type(parse_positive)
+
+
+def parse_slots(text: str) -> int:
+    """``--shm-slots``: a whole number 2..64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--shm-slots is a whole number 2..64, not {text!r}") from None
+    if not 2 <= value <= 64:
+        raise ConfigError(f"--shm-slots is a whole number 2..64, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,9 @@ class ProducerConfig:
     )
     loop: bool = field(
         default=False,
-        metadata=option("--loop", type=parse_bool, help="replay a video file when it ends"),
+        metadata=option(
+            "--loop", type=parse_bool, help="replay a video file or a recording when it ends"
+        ),
     )
     meta: Mapping[str, str] = field(
         default_factory=dict,
@@ -170,10 +186,51 @@ class ProducerConfig:
             help="stop after this many seconds (default: never)",
         ),
     )
+    speed: float = field(
+        default=1.0,
+        metadata=option(
+            "--speed",
+            type=_positive_arg,
+            metavar="FACTOR",
+            help="replay: play at this multiple of the recorded speed (2: twice as fast)",
+        ),
+    )
+    start: TimeSpec | None = field(
+        default=None,
+        metadata=option(
+            "--start",
+            type=argparse_type(parse_time),
+            metavar="TIME",
+            help="replay: start at this time, seconds from the recording's start or "
+            "2024-05-01T12:00:03",
+        ),
+    )
+    shm: str = field(
+        default="auto",
+        metadata=option(
+            "--shm",
+            choices=SHM_MODES,
+            help="also write frames to a shared-memory ring for consumers on this host (only a "
+            "descriptor goes to the broker for them): auto = for raw frames when /dev/shm is "
+            "usable, on, off, only = no frame message at all (remote consumers get nothing)",
+        ),
+    )
+    shm_slots: int = field(
+        default=DEFAULT_SLOTS,
+        metadata=option(
+            "--shm-slots",
+            type=argparse_type(parse_slots),
+            metavar="N",
+            help="frames the shared-memory ring holds: a frame is overwritten N-1 frames later",
+        ),
+    )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys (framebroker.security)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
+        if self.shm not in SHM_MODES:
+            raise ConfigError(f"shm must be one of {', '.join(SHM_MODES)}: {self.shm!r}")
+        parse_slots(str(self.shm_slots))
         if not self.stream:
             object.__setattr__(self, "stream", default_stream_name(self.source))
         self.security.require("broker")
@@ -181,7 +238,7 @@ class ProducerConfig:
             validate_stream_id(self.stream)
         except ProtocolError as exc:
             raise ConfigError(f"--stream: {exc}") from None
-        parse_endpoint(self.ingest)
+        check_endpoints(self.ingest)
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}: {self.encoding!r}")
         if isinstance(self.quality, bool) or not 1 <= self.quality <= 100:
@@ -195,6 +252,7 @@ class ProducerConfig:
         _positive("open timeout", self.open_timeout)
         _positive("read timeout", self.read_timeout)
         _positive("max backoff", self.max_backoff)
+        _positive("speed", self.speed)
         object.__setattr__(self, "meta", MappingProxyType(_check_meta(self.meta)))
 
 

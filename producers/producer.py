@@ -34,12 +34,12 @@ from framebroker.errors import CodecError, SourceError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.service import Service
-from framebroker.transport import connect, make_socket
 
 from .backoff import Backoff
 from .config import ProducerConfig
 from .grabber import Grabbed, Grabber, GrabberState
-from .link import LinkMonitor
+from .owner import OwnerLink
+from .shared_memory import SharedMemoryOutput, resolve_mode
 from .source import FrameSource
 from .spec import make_source
 
@@ -83,7 +83,8 @@ class Producer(Service):
         self._own_context = context is None
         self._context = context
         self._sock: zmq.Socket[Any] | None = None
-        self._link: LinkMonitor | None = None
+        self._link: OwnerLink | None = None
+        self._shm: SharedMemoryOutput | None = None
         self._grabber: Grabber | None = None
         self._warn = RateLimitedLog(log)
         self.session = 0
@@ -110,11 +111,12 @@ class Producer(Service):
         """Connect to the broker's ingest endpoint and start grabbing."""
         if self._context is None:
             self._context = zmq.Context()
-        self._sock = make_socket(self._context, zmq.PUB, conflate=True)
-        self.config.security.secure(self._sock, "broker")
-        connect(self._sock, self.config.ingest)
-        self._link = LinkMonitor(self._sock, self.config.ingest)
+        self._link = OwnerLink(
+            self._context, self.config.stream, self.config.ingest, self.config.security
+        )
+        self._sock = self._link.open()
         self.session = secrets.randbits(63)
+        self._shm = self._open_shm(self._context)
         self._grabber = Grabber(
             self._factory,
             open_timeout=self.config.open_timeout,
@@ -131,6 +133,22 @@ class Producer(Service):
         )
         log.info("security: %s", self.config.security.describe("broker"))
         self._grabber.start()
+
+    def _open_shm(self, context: zmq.Context[Any]) -> SharedMemoryOutput | None:
+        """The shared-memory ring for consumers on this host (``--shm``), or None."""
+        c = self.config
+        mode = resolve_mode(c.shm, c.encoding)
+        if mode == "off":
+            return None
+        return SharedMemoryOutput(
+            context,
+            c.ingest,
+            c.security,
+            stream=c.stream,
+            session=self.session,
+            slots=c.shm_slots,
+            only=mode == "only",
+        )
 
     def _serve(self) -> None:
         """Publish until stopped, the source's clean end or ``config.duration``.
@@ -153,6 +171,8 @@ class Producer(Service):
         while not self.stopping:
             if self._link is not None:
                 self._link.poll()
+            if self._shm is not None:
+                self._shm.tick()
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("duration of %gs reached", self.config.duration)
                 return
@@ -202,16 +222,36 @@ class Producer(Service):
             pixfmt=encoded.pixfmt,
             meta=self.config.meta,
         )
-        message = encode_frame(header, encoded.payload)
         sock = self._sock
         if sock is None:
             return
+        shm = self._shm
+        if shm is not None and shm.send(header, encoded.payload) and shm.only:
+            self._seq += 1
+            self._published += 1
+            return
         try:
-            sock.send(message, copy=False)
+            sock.send(encode_frame(header, encoded.payload), copy=False)
         except zmq.ZMQError as exc:
-            raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
+            raise TransportError(f"cannot publish to {self._where()}: {exc}") from exc
         self._seq += 1
         self._published += 1
+
+    def _where(self) -> str:
+        link = self._link
+        return (link.endpoint if link is not None else None) or self.config.ingest
+
+    @property
+    def broker(self) -> str | None:
+        """The ingest endpoint the stream is published to now (its owner in a set)."""
+        link = self._link
+        return link.endpoint if link is not None else None
+
+    @property
+    def moves(self) -> int:
+        """Times the stream moved to another broker of the set."""
+        link = self._link
+        return link.moves if link is not None else 0
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         size = self.config.size
@@ -223,8 +263,9 @@ class Producer(Service):
 
     def _release(self) -> None:
         grabber, self._grabber = self._grabber, None
-        sock, self._sock = self._sock, None
         link, self._link = self._link, None
+        self._sock = None
+        shm, self._shm = self._shm, None
         context = self._context if self._own_context else None
         if self._own_context:
             self._context = None
@@ -239,9 +280,9 @@ class Producer(Service):
                 grabber.frames,
             )
         if link is not None:
-            link.close()
-        if sock is not None:
-            sock.close()
+            link.close()  # closes the socket
+        if shm is not None:
+            shm.close()
         if context is not None:
             context.term()
 

@@ -13,17 +13,19 @@ capture time, encodes it (JPEG or raw, :mod:`framebroker.codec`) and hands it to
 socket with ZMQ_CONFLATE, exactly as ``framebroker produce`` does: a send never blocks
 the caller, and when the link to the broker is slower than you send, only the newest
 frame waits to go (older ones are dropped, never queued). Frames sent while the broker is
-unreachable are dropped too; :class:`~.link.LinkMonitor` logs when it comes and goes.
+unreachable are dropped too; :class:`~framebroker.link.LinkMonitor` logs when it comes and goes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -31,24 +33,29 @@ import numpy as np
 import zmq
 
 from framebroker import codec
-from framebroker.config import INGEST_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import INGEST_PORT, broker_endpoints, check_endpoints, connect_endpoint
 from framebroker.errors import CodecError, ConfigError, ImageError, ProtocolError, TransportError
 from framebroker.protocol import (
     ENCODINGS,
     MAX_DIMENSION,
     FrameHeader,
+    FrameMessage,
     encode_frame,
     validate_stream_id,
 )
+from framebroker.recording import TimeSpec, open_stream
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.transport import connect, make_socket
+from framebroker.wire import VERSION
 
 from .config import _check_meta
-from .link import LinkMonitor
+from .owner import OwnerLink
+from .replay import original_meta, play
 
 log = logging.getLogger("framebroker.producers.publisher")
 
 JPEG_PIXFMTS = ("gray8", "bgr24")
+LINK_WAIT_S = 5.0  # replay: wait this long for the broker before playing anyway
+SUBSCRIBE_WAIT_S = 0.2  # then this long for the broker's subscription to arrive
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class PublisherConfig:
             validate_stream_id(self.stream)
         except ProtocolError as exc:
             raise ConfigError(f"stream: {exc}") from None
-        parse_endpoint(self.ingest)
+        check_endpoints(self.ingest)
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}: {self.encoding!r}")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int):
@@ -124,7 +131,7 @@ class Publisher:
     ) -> None:
         self.config = PublisherConfig(
             stream=stream,
-            ingest=ingest or connect_endpoint(broker, INGEST_PORT),
+            ingest=ingest or broker_endpoints(broker, INGEST_PORT),
             encoding=encoding,
             quality=quality,
             meta=meta or {},
@@ -136,7 +143,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._context: zmq.Context[Any] | None = None
         self._sock: zmq.Socket[Any] | None = None
-        self._link: LinkMonitor | None = None
+        self._link: OwnerLink | None = None
         self._closed = False
 
     @property
@@ -154,16 +161,13 @@ class Publisher:
         if self._sock is not None:
             return self._sock
         context = zmq.Context()
-        sock = make_socket(context, zmq.PUB, conflate=True)
+        link = OwnerLink(context, self.stream, self.config.ingest, self.config.security)
         try:
-            self.config.security.secure(sock, "broker")
-            connect(sock, self.config.ingest)
+            sock = link.open()
         except BaseException:
-            sock.close(linger=0)
             context.term()
             raise
-        self._context, self._sock = context, sock
-        self._link = LinkMonitor(sock, self.config.ingest)
+        self._context, self._sock, self._link = context, sock, link
         log.info(
             "publishing stream %r to %s (session %x)",
             self.stream,
@@ -173,13 +177,19 @@ class Publisher:
         return sock
 
     @property
+    def broker(self) -> str | None:
+        """The ingest endpoint frames go to now: the stream's owner in a broker set."""
+        with self._lock:
+            return None if self._link is None else self._link.endpoint
+
+    @property
     def connected(self) -> bool:
         """Whether the connection to the broker is up (as last reported by libzmq)."""
         with self._lock:
             if self._link is None:
                 return False
             self._link.poll()
-            return self._link.connected
+            return self._link.monitor is not None and self._link.monitor.connected
 
     def send(
         self,
@@ -222,10 +232,84 @@ class Publisher:
             try:
                 sock.send(encode_frame(header, encoded.payload), copy=False)
             except zmq.ZMQError as exc:
+                where = self._link.endpoint or self.config.ingest
+                raise TransportError(f"cannot publish to {where}: {exc}") from exc
+            self._seq += 1
+            self.sent += 1
+            return header.seq
+
+    def send_recorded(self, message: FrameMessage) -> int:
+        """Publish a recorded frame as the next frame of this stream; returns its seq.
+
+        The payload goes out as recorded (JPEG never re-encoded); the frame gets this
+        publisher's session, the next seq and the capture time now, and keeps the recorded
+        seq, session and capture time in ``meta`` (``orig_seq``, ``orig_session``,
+        ``orig_t_capture``) next to the recorded meta.
+        """
+        recorded = message.header
+        with self._lock:
+            sock = self._start()
+            now = time.time_ns()
+            header = dataclasses.replace(
+                recorded,
+                stream=self.stream,
+                session=self.session,
+                seq=self._seq,
+                t_capture=now,
+                t_publish=now,
+                meta=original_meta(recorded),
+                version=VERSION,
+            )
+            assert self._link is not None
+            self._link.poll()
+            try:
+                sock.send(encode_frame(header, message.payload), copy=False)
+            except zmq.ZMQError as exc:
                 raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
             self._seq += 1
             self.sent += 1
             return header.seq
+
+    def replay(
+        self,
+        recording: str | Path,
+        *,
+        speed: float = 1.0,
+        start: TimeSpec | None = None,
+        loop: bool = False,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Publish a recorded stream with its original timing; blocks, returns frames sent.
+
+        ``recording`` is a stream's folder (``DIR/STREAM``) or a recording of one stream;
+        ``speed`` 2.0 plays twice as fast; ``start`` seeks (:func:`~framebroker.recording.
+        parse_time`); ``loop`` starts over at the end; setting ``stop`` ends playback.
+        Raises RecordingError for a folder that holds no recording. Playback begins once
+        the broker is connected (at most ``LINK_WAIT_S``), so the first frames are not
+        lost to ZeroMQ's slow joiner (a PUB drops what it sends before it is subscribed).
+        """
+        stream = open_stream(recording)
+        self._wait_for_link(stop or threading.Event())
+        return play(
+            stream,
+            self.send_recorded,
+            speed=speed,
+            start=start,
+            loop=loop,
+            stop=stop,
+        )
+
+    def _wait_for_link(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + LINK_WAIT_S
+        while not self.connected and time.monotonic() < deadline:
+            if stop.wait(0.01):
+                return
+        if not self.connected:
+            log.warning(
+                "replay of %r starts while %s is unreachable", self.stream, self.config.ingest
+            )
+            return
+        stop.wait(SUBSCRIBE_WAIT_S)
 
     def close(self) -> None:
         """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""
@@ -235,8 +319,8 @@ class Publisher:
             sock, self._sock = self._sock, None
             context, self._context = self._context, None
         if link is not None:
-            link.close()
-        if sock is not None:
+            link.close()  # closes the socket
+        elif sock is not None:
             sock.close()
         if context is not None:
             context.term()

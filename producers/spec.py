@@ -7,6 +7,8 @@
     rtsp://host/path          a network stream: rtsp, rtsps, rtmp, http(s) (e.g. MJPEG)
     test:640x480@30           the synthetic test pattern (also "test", "test:320x240",
                               "test:@15"; default 640x480 at 30 fps)
+    replay:DIR/STREAM         a recording (``framebroker record``), with its timing; also
+                              replay:DIR when DIR holds one stream (producers.replayer)
 
 Parsing is pure (no OpenCV); :func:`make_source` builds the FrameSource for a spec.
 """
@@ -20,13 +22,14 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from framebroker.config import parse_size
-from framebroker.errors import ConfigError
+from framebroker.errors import ConfigError, RecordingError, SourceError
+from framebroker.recording import open_stream
 
 from .capture import CaptureSource
 from .pattern import TestPatternSource
 from .source import FrameSource
 
-SourceKind = Literal["test", "device", "file", "url"]
+SourceKind = Literal["test", "device", "file", "url", "replay"]
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 DEFAULT_PATTERN_SIZE = (640, 480)
@@ -56,6 +59,11 @@ def parse_source(text: str) -> SourceSpec:
         raise ConfigError("SOURCE is empty: give a device index, a file, a URL or test:WxH@FPS")
     if spec == "test" or spec.startswith("test:"):
         return _parse_pattern(spec)
+    if spec.startswith("replay:"):
+        folder = spec[len("replay:") :]
+        if not folder:
+            raise ConfigError("replay: needs a recording folder, e.g. replay:rec/cam1")
+        return SourceSpec("replay", folder)
     if spec.isdigit():
         return SourceSpec("device", int(spec))
     if spec.startswith("/dev/video"):
@@ -105,6 +113,11 @@ def default_stream_name(text: str) -> str:
     spec = parse_source(text)
     if spec.kind == "test":
         raw = "test"
+    elif spec.kind == "replay":
+        try:
+            return open_stream(str(spec.target)).stream  # the recorded stream's id
+        except RecordingError as exc:
+            raise ConfigError(str(exc)) from None
     elif spec.kind == "device":
         raw = f"cam{spec.target}" if isinstance(spec.target, int) else PurePath(spec.target).name
     elif spec.kind == "file":
@@ -131,6 +144,11 @@ def make_source(
     the timeouts bound how long OpenCV may block opening or reading a file or URL.
     """
     spec = parse_source(text)
+    if spec.kind == "replay":
+        raise SourceError(
+            f"{text!r} is a recording: play it with producers.replayer.Replayer "
+            "(framebroker produce does) or Publisher.replay, not as a FrameSource"
+        )
     if spec.kind == "test":
         return TestPatternSource(spec.width, spec.height, spec.fps, label=label or "test")
     return CaptureSource(

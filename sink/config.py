@@ -14,6 +14,7 @@ from framebroker.config import (
     parse_endpoint,
     parse_optional_endpoint,
     parse_positive,
+    sink_control_endpoint,
 )
 from framebroker.errors import ConfigError
 from framebroker.options import option
@@ -31,8 +32,10 @@ class SinkConfig:
     """Everything the sink needs; validated on construction (ConfigError).
 
     ``acked_results``: the acknowledged results endpoint (protocol v1.1); ``auto`` is the
-    ``results`` port + 2, None turns it off. ``rcvhwm``: messages queued per peer;
-    ``max_pending``: results kept for retry while the store is failing.
+    ``results`` port + 2, None turns it off. ``control``: the control endpoint (v1.5, ping
+    and stats); ``auto`` is the ``results`` port + 4 (5561), None turns it off.
+    ``rcvhwm``: messages queued per peer; ``max_pending``: distinct results kept for retry
+    while the store is failing.
     """
 
     results: str = field(
@@ -52,7 +55,23 @@ class SinkConfig:
             " auto: the --results port + 2; none: off",
         ),
     )
-    db: str = field(default=DEFAULT_DB, metadata=option("--db", help="SQLite results database"))
+    control: str | None = field(
+        default=AUTO,
+        metadata=option(
+            "--control",
+            type=parse_optional_endpoint,
+            help="endpoint to bind for control requests (protocol v1.5: ping, stats);"
+            " auto: the --results port + 4 (5561); none: off",
+        ),
+    )
+    db: str = field(
+        default=DEFAULT_DB,
+        metadata=option(
+            "--db",
+            help="results database: a SQLite file, or postgresql://USER@HOST/DBNAME "
+            "(a server several sinks share)",
+        ),
+    )
     jsonl: str | None = field(
         default=None, metadata=option("--jsonl", help="also append results to this JSON Lines file")
     )
@@ -87,6 +106,10 @@ class SinkConfig:
             object.__setattr__(self, "acked_results", acked_endpoint(self.results))
         if self.acked_results is not None:
             parse_endpoint(self.acked_results)
+        if self.control == AUTO:
+            object.__setattr__(self, "control", sink_control_endpoint(self.results))
+        if self.control is not None:
+            parse_endpoint(self.control)
         if not self.db:
             raise ConfigError("the results database path (--db) must not be empty")
         if self.jsonl == "":

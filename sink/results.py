@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .record import ResultRecord, dumps
-from .store import SQLiteStore
+from .store import ResultReader
 
 _MIN_RESULT_WIDTH = 20
 _FOLLOW_BATCH = 1000
@@ -55,7 +55,7 @@ def as_json_line(record: ResultRecord) -> str:
 
 
 def show(
-    store: SQLiteStore,
+    store: ResultReader,
     write: Callable[[str], None],
     *,
     stream: str | None = None,
@@ -72,7 +72,7 @@ def show(
 
 
 def follow(
-    store: SQLiteStore,
+    store: ResultReader,
     write: Callable[[str], None],
     *,
     after_id: int,

@@ -16,7 +16,11 @@ Both sockets have ``ZMQ_MAXMSGSIZE`` = ``max_message_size`` (default 1 MiB: deco
 msgpack body may take ~75 times its size in memory), and queue at most ``rcvhwm``
 messages per connected peer. ``close()`` (or ``stop()`` then the end of ``run()``)
 stores whatever already arrived before releasing the socket.
-With CURVE keys in ``SinkConfig.security`` both ports are CURVE servers that admit only
+While the store cannot write (a full disk) results wait in :class:`~.pending.PendingResults`,
+one entry per result key however often a consumer resends it, and are written on retry.
+A control port (protocol v1.5, default the results port + 4 = 5561) answers ``ping``
+and ``stats`` (:class:`framebroker.control_port.ControlPort`, the broker's code).
+With CURVE keys in ``SinkConfig.security`` every port is a CURVE server that admits only
 allow-listed client keys (:class:`~framebroker.security.ServerGuard`); refused handshakes
 are counted in ``SinkStats.auth_rejected`` and logged.
 
@@ -32,11 +36,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import zmq
 
+from framebroker import __version__
+from framebroker.capabilities import SINK, ping_fields
+from framebroker.control_port import ControlPort, ControlTally
+from framebroker.control_protocol import MAX_CONTROL_SIZE
 from framebroker.errors import ProtocolError, StoreError, TransportError
 from framebroker.multipart import recv_parts
 from framebroker.protocol import decode_result, encode_ack, peek_result_id
@@ -47,8 +55,10 @@ from framebroker.transport import bind, make_socket
 
 from .config import SinkConfig
 from .jsonl import JsonLinesStore
+from .pending import PendingResults
+from .postgres import redact
 from .record import ResultRecord
-from .store import FanOutStore, ResultStore, SQLiteStore
+from .store import FanOutStore, ResultStore, open_writer
 
 __all__ = ["Sink", "SinkConfig", "SinkStats", "open_store"]  # SinkConfig: from .config
 
@@ -59,6 +69,7 @@ _RETRY_S = 1.0  # after a failed write, wait this long before trying again
 _FINAL_DRAIN_LIMIT = 100_000
 _COUNTERS = ("received", "stored", "duplicates", "malformed", "store_errors", "dropped")
 _ACK_LINGER_MS = 500  # on close, give the last acknowledgements this long to leave
+_CONTROL_HWM = 64  # control messages queued per client each way (clients ask one at a time)
 
 
 @dataclass(frozen=True)
@@ -67,26 +78,34 @@ class SinkStats:
 
     received: int = 0  # messages taken off the socket
     stored: int = 0  # results written to the store
-    duplicates: int = 0  # results already stored (resent after a lost acknowledgement)
+    duplicates: int = 0  # copies of a result stored or waiting (resent, not acknowledged yet)
     malformed: int = 0  # messages dropped because they did not decode
     store_errors: int = 0  # failed batch writes (retried)
     dropped: int = 0  # results lost because the store kept failing
-    pending: int = 0  # decoded, not yet written
+    pending: int = 0  # distinct results decoded, not yet written
     auth_rejected: int = 0  # client handshakes rejected by CURVE (nothing of theirs received)
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
+    uptime_s: float = 0.0
+    control_requests: int = 0  # requests on the control port (v1.5)
+    control_errors: int = 0  # of them, answered with an error reply
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # control_invalid, ...
+
+    def to_map(self) -> dict[str, object]:
+        """The fields of the control port's ``stats`` reply (docs/protocol.md)."""
+        return asdict(self)
 
 
 def open_store(config: SinkConfig) -> ResultStore:
-    """The store ``config`` asks for: SQLite, plus JSON Lines when ``jsonl`` is set."""
-    sqlite = SQLiteStore(config.db)
+    """The store ``config`` asks for: SQLite or PostgreSQL, plus JSON Lines when ``jsonl``."""
+    main = open_writer(config.db)
     if config.jsonl is None:
-        return sqlite
+        return main
     try:
         jsonl = JsonLinesStore(config.jsonl)
     except StoreError:
-        sqlite.close()
+        main.close()
         raise
-    return FanOutStore([sqlite, jsonl])
+    return FanOutStore([main, jsonl])
 
 
 class Sink(Service):
@@ -101,17 +120,29 @@ class Sink(Service):
         self._ctx: zmq.Context[Any] | None = None
         self._sock: zmq.Socket[Any] | None = None
         self._router: zmq.Socket[Any] | None = None
+        self._control_sock: zmq.Socket[Any] | None = None
         self._endpoint: str | None = None
         self._acked_endpoint: str | None = None
-        self._pending: list[ResultRecord] = []
-        # (peer routing id, delivery id) per pending record; None for PUSHed results
-        self._pending_acks: list[tuple[bytes, int] | None] = []
+        self._control_endpoint: str | None = None
+        self._started = time.monotonic()
+        self._pending = PendingResults()  # one entry per result key, however often resent
         self._flush_at = 0.0
         self._retry_at = 0.0
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._malformed: dict[str, int] = {}  # by reason
         self._ratelog = RateLimitedLog(log)
         self._guard = ServerGuard(config.security, "sink")
+        self._tally = ControlTally()
+        off = () if config.acked_results is not None else ("acked_results",)
+        self._control = ControlPort(
+            {
+                "ping": lambda: ping_fields(SINK, __version__, off=off),
+                "stats": lambda: self.stats().to_map(),
+            },
+            self._tally,
+            self._ratelog,
+            server="sink",
+        )
 
     @property
     def results_endpoint(self) -> str:
@@ -124,6 +155,11 @@ class Sink(Service):
     def acked_results_endpoint(self) -> str | None:
         """The acknowledged results endpoint really bound (None when disabled)."""
         return self._acked_endpoint
+
+    @property
+    def control_endpoint(self) -> str | None:
+        """The control endpoint really bound (None when disabled)."""
+        return self._control_endpoint
 
     def _open(self) -> None:
         """Open the store and bind the results ports. Raises StoreError / TransportError."""
@@ -147,24 +183,42 @@ class Sink(Service):
             )
             self._guard.secure(self._router, "acked_results")
             self._acked_endpoint = bind(self._router, cfg.acked_results)
+        if cfg.control is not None:
+            self._control_sock = make_socket(
+                self._ctx,
+                zmq.ROUTER,
+                linger_ms=0,
+                sndhwm=_CONTROL_HWM,
+                rcvhwm=_CONTROL_HWM,
+                maxmsgsize=MAX_CONTROL_SIZE,
+                heartbeat_ms=None,
+            )
+            self._guard.secure(self._control_sock, "control")
+            self._control_endpoint = bind(self._control_sock, cfg.control)
+        self._started = time.monotonic()
         log.info(
-            "sink: results on %s, acknowledged results on %s, stored in %s",
+            "sink: results on %s, acknowledged results on %s, control on %s, stored in %s",
             self._endpoint,
             self._acked_endpoint or "-",
+            self._control_endpoint or "-",
             self._where(),
         )
-        binds = {"results": cfg.results, "acked_results": cfg.acked_results}
+        binds = {"results": cfg.results, "acked_results": cfg.acked_results, "control": cfg.control}
         self._guard.announce({name: e for name, e in binds.items() if e is not None})
 
     def _serve(self) -> None:
         """Receive and store until stopped; then store what already arrived."""
         poller = zmq.Poller()
         sockets = [s for s in (self._sock, self._router) if s is not None]
-        for s in sockets:
+        control = self._control_sock
+        for s in [*sockets, *([control] if control is not None else [])]:
             poller.register(s, zmq.POLLIN)
         while not self.stopping:
             for s, _ in poller.poll(self._poll_timeout_ms()):
-                self._drain(s, self._room())
+                if s is control:
+                    self._control.serve(control)
+                else:
+                    self._drain(s, self._room())
             self._maybe_flush()
             self._guard.poll()
         for s in sockets:
@@ -178,6 +232,8 @@ class Sink(Service):
             self._sock.close(linger=0)
         if self._router is not None:
             self._router.close()
+        if self._control_sock is not None:
+            self._control_sock.close(linger=0)
         if self._store is not None:
             self._store.close()
         if self._ctx is not None:
@@ -197,6 +253,10 @@ class Sink(Service):
             pending=len(self._pending),
             auth_rejected=self._guard.rejected,
             malformed_by_reason=dict(self._malformed),
+            uptime_s=time.monotonic() - self._started,
+            control_requests=self._tally.control_requests,
+            control_errors=self._tally.control_errors,
+            rejected_by_reason=dict(self._tally.rejected_by_reason),
             **self._counts,
         )
 
@@ -255,9 +315,9 @@ class Sink(Service):
             return
         if not self._pending:
             self._flush_at = time.monotonic() + self.config.flush_interval
-        self._pending.append(record)
         ack = None if peer is None or message.id is None else (peer, message.id)
-        self._pending_acks.append(ack)
+        if not self._pending.add(record, ack):
+            self._counts["duplicates"] += 1  # a copy of a result still waiting to be stored
 
     def _send_acks(self, acks: dict[bytes, list[int]]) -> None:
         """Tell each peer which of its results are stored (a gone peer misses it)."""
@@ -281,40 +341,29 @@ class Sink(Service):
 
     def _flush(self) -> bool:
         assert self._store is not None
-        batch = self._pending
+        batch = self._pending.batch()
         try:
             new = self._store.add_many(batch)
         except StoreError as exc:
             self._counts["store_errors"] += 1
             self._retry_at = time.monotonic() + _RETRY_S
             excess = len(batch) - self.config.max_pending
-            if excess > 0:
-                del batch[:excess]
-                del self._pending_acks[:excess]
-                self._counts["dropped"] += excess
+            self._counts["dropped"] += self._pending.drop_oldest(excess)
             self._ratelog.warning(
                 "store", "sink: %s; %d results kept for retry", exc, len(self._pending)
             )
             return False
         self._counts["stored"] += len(new)
         self._counts["duplicates"] += len(batch) - len(new)
-        acks: dict[bytes, list[int]] = {}
-        for ack in self._pending_acks:
-            if ack is not None:
-                acks.setdefault(ack[0], []).append(ack[1])
-        self._pending = []
-        self._pending_acks = []
-        self._send_acks(acks)
+        self._send_acks(self._pending.take_acks())
         return True
 
     def _final_flush(self) -> None:
         if self._pending and not self._flush():
             self._counts["dropped"] += len(self._pending)
             log.error("sink: %d results could not be stored before exit", len(self._pending))
-            self._pending = []
-            self._pending_acks = []
+            self._pending.clear()
 
     def _where(self) -> str:
-        if self.config.jsonl:
-            return f"{self.config.db} and {self.config.jsonl}"
-        return self.config.db
+        db = redact(self.config.db)
+        return f"{db} and {self.config.jsonl}" if self.config.jsonl else db

@@ -4,14 +4,16 @@
 
     ResultStore         add_many(records), query(...), close()
     ├── SQLiteStore     the default: table ``results`` in WAL mode, one transaction per batch
+    ├── PostgreSQLStore a server database shared by several sinks (sink/postgres.py)
     ├── JsonLinesStore  one JSON object per line, appended (sink/jsonl.py)
     └── FanOutStore     writes to several stores, reads from the first
 
 This module is the one home of the SQLite schema (``SCHEMA``, documented in
-docs/protocol.md): the sink writes through :class:`SQLiteStore`, and everything that
-reads a results database (``framebroker results``, the viewer, the demo, the tests) reads
-through :meth:`SQLiteStore.open_existing`, which never creates a file. Nothing else
-knows the table's columns.
+docs/protocol.md; sink/postgres.py holds the same table for PostgreSQL): the sink writes
+through :func:`open_writer`, and everything that reads a results database (``framebroker
+results``, the viewer, the demo, the tests) reads through :func:`open_reader`, which never
+creates a file or a table. ``--db`` is a file path (SQLite) or a ``postgresql://`` URL.
+Nothing else knows the table's columns.
 
 Rows hold plain numbers (ns since the epoch, ns durations, ``age_ns = t_start -
 t_capture``) so questions like "results per stream" or "median frame age" are one query.
@@ -29,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from framebroker.errors import StoreError
 
@@ -125,6 +127,50 @@ class ResultStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush and release; idempotent."""
+
+
+class ResultReader(Protocol):
+    """What readers ask of a results database (SQLiteStore and PostgreSQLStore answer)."""
+
+    def query(
+        self,
+        *,
+        stream: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[ResultRecord]: ...
+
+    def last_id(self) -> int: ...
+
+    def counts(self, *, after_id: int = 0) -> dict[str, int]: ...
+
+    def ages(self, *, after_id: int = 0, since_ns: int | None = None) -> dict[str, AgeSummary]: ...
+
+    def close(self) -> None: ...
+
+
+def is_server_db(db: str | Path) -> bool:
+    """True when ``db`` names a PostgreSQL server (``postgresql://...``), not a file."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def open_writer(db: str | Path) -> ResultStore:
+    """The sink's store for ``--db``: a PostgreSQL URL or a SQLite file (created)."""
+    if is_server_db(db):
+        from .postgres import PostgreSQLStore
+
+        return PostgreSQLStore(str(db))
+    return SQLiteStore(db)
+
+
+def open_reader(db: str | Path, *, timeout: float = 5.0) -> ResultReader:
+    """A reader of the results ``db`` names; never creates anything (StoreError if absent)."""
+    if is_server_db(db):
+        from .postgres import PostgreSQLStore
+
+        return PostgreSQLStore.open_existing(str(db), timeout=timeout)
+    return SQLiteStore.open_existing(db, timeout=timeout)
 
 
 class SQLiteStore(ResultStore):
@@ -227,7 +273,7 @@ class SQLiteStore(ResultStore):
             sql += " ORDER BY id"
         with self._lock, self._errors("read"):
             rows = self._conn.execute(sql, params).fetchall()
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def last_id(self) -> int:
         """The highest row id so far (0 for an empty table)."""
@@ -298,7 +344,8 @@ def _where(stream: str | None, after_id: int) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _record(row: tuple[Any, ...]) -> ResultRecord:
+def record_from_row(row: tuple[Any, ...]) -> ResultRecord:
+    """A record from a row of ``_COLUMNS`` (SQLite's and PostgreSQL's alike)."""
     try:
         result = json.loads(row[9])
     except ValueError:

@@ -16,7 +16,18 @@ import pytest
 
 from tests.conftest import ROOT, require
 
-SCENARIOS = {"freshness", "throughput", "latency", "scale", "codec", "groups"}
+SCENARIOS = {
+    "freshness",
+    "throughput",
+    "latency",
+    "scale",
+    "codec",
+    "groups",
+    "recording",
+    "shm",
+    "cluster",
+    "sinks",
+}
 
 
 def numbers(row: list[object]) -> list[float]:

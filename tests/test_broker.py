@@ -11,9 +11,10 @@ import zmq
 
 from framebroker import control, control_protocol, protocol
 from framebroker.broker import Broker, BrokerConfig, StreamRegistry
+from framebroker.capabilities import PROTOCOL_VERSION
 from framebroker.errors import ConfigError, TransportError
 from framebroker.protocol import FrameHeader, encode_frame, topic_for
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 LOOPBACK = "tcp://127.0.0.1:0"
 NS = 1_000_000_000
@@ -271,6 +272,46 @@ def test_malformed_messages_are_counted_dropped_and_broker_keeps_forwarding(brok
     assert newest_seq(broker, "cam1") == 1000
 
 
+def test_each_part_of_a_multipart_message_is_rejected_as_malformed(broker, ctx):
+    """A frame message is one ZeroMQ frame: two valid frames sent as the parts of one
+    message are neither forwarded nor cached, and the message counts once (multipart)."""
+    sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
+    pub = ctx(zmq.PUB, broker.ingest_endpoint)
+    wait_until(lambda: broker.stats().subscriptions >= 1, what="subscription")
+    publish_until_seen(broker, pub, "cam1")
+    recv_frames(sub, 100)
+    pub.send_multipart([frame("multi", 0), frame("multi", 1)])
+    pub.send_multipart([frame("cam1", 3000), frame("cam1", 0), b"junk"])
+    good = frame("cam1", 3001)
+    pub.send(good)
+    wait_until(lambda: newest_seq(broker, "cam1") == 3001, what="the frame after them")
+    stats = broker.stats()
+    assert stats.malformed_by_kind == {"multipart": 2} and stats.malformed == 2
+    assert newest_seq(broker, "multi") is None
+    received = recv_frames(sub)
+    assert received[-1] == good
+    assert [protocol.decode_frame(d).header.seq for d in received if d != good] == []
+
+
+def test_a_pub_loses_frames_sent_before_the_subscription_and_the_documented_check_works(ctx):
+    """docs/protocol.md "Sending frames": what a PUB sends before the broker's subscription
+    reaches it is lost; resending until `streams` lists the frame gets it there."""
+    port = free_port()
+    pub = ctx(zmq.PUB, f"tcp://127.0.0.1:{port}")  # nobody listens yet
+    for seq in range(5):
+        pub.send(frame("early", seq))
+    with make_broker(ingest=f"tcp://127.0.0.1:{port}").run_in_thread() as broker:
+        time.sleep(0.5)  # the broker is up and subscribed: nothing sent before arrives late
+        assert newest_seq(broker, "early") is None
+        sends = 0
+        while newest_seq(broker, "early") != 5:  # the check: resend until it is listed
+            pub.send(frame("early", 5))
+            sends += 1
+            assert sends < 500
+            time.sleep(0.05)
+        assert broker.stats().frames_in >= 1 and broker.stats().malformed == 0
+
+
 def test_known_stream_frames_with_bad_stream_session_or_seq_get_the_full_check(broker, ctx):
     """The per-message fast path hands anything unusual to the full decode."""
     sub = ctx(zmq.SUB, broker.publish_endpoint, subscribe=b"")
@@ -318,7 +359,9 @@ def test_oversize_message_disconnects_the_sender_not_the_broker(ctx):
 
 def test_control_ops_and_bad_requests(broker, ctx):
     ping = control.request(broker.control_endpoint, "ping")
-    assert ping["ok"] is True and ping["version"]
+    assert ping["ok"] is True and ping["version"] and ping["server"] == "broker"
+    assert ping["protocol"] == list(PROTOCOL_VERSION) and ping["protocol"] >= [1, 3]
+    assert ping["capabilities"] == ["broker_set", "feeds", "shared_memory", "work_groups"]
     stats = control.request(broker.control_endpoint, "stats")
     for key in ("uptime_s", "frames_in", "frames_out", "bytes_in", "malformed", "disconnects"):
         assert key in stats

@@ -9,7 +9,8 @@ package-lock.json) and then:
   N frames with increasing seq, checks each payload, and PUSHes one result per frame to a
   real sink, whose SQLite file then holds exactly those results under the client's
   consumer name and the stream;
-- lists the broker's streams with a control request.
+- lists the broker's streams with a control request;
+- (JS) subscribes to a broker set of two and follows its stream across a kill -9.
 
 A missing compiler, libzmq/msgpack-c headers, node or npm skips on a user's machine and
 fails in CI (tests/conftest.py ``require``).
@@ -20,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ import pytest
 from framebroker.config import work_endpoint
 from framebroker.control import request
 from framebroker.errors import TransportError
+from framebroker.placement import owner
 from tests.conftest import ROOT, CliProcesses, free_port, query_db, require, wait_until
 
 N = 20  # frames each client decodes per stream
@@ -265,19 +269,20 @@ def test_client_reports_a_missing_broker(client):
     assert "no reply" in listed.stderr
 
 
-def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_path):
-    """A JavaScript worker joins a work group (protocol v1.2) beside a Python one."""
-    stream, group = STREAMS["jpeg"], "mixed"
+def test_worker_shares_a_stream_with_a_python_worker(client, cluster, tmp_path):
+    """A C or JavaScript worker joins a work group (protocol v1.2) beside a Python one."""
+    name, command = client
+    stream, group = STREAMS["jpeg"], f"mixed-{name}"
     work = work_endpoint(cluster.control)
     procs = CliProcesses(tmp_path)
     try:
         procs.start(
-            *("consume", "stats", "--group", group, "--streams", stream, "--name", "py-worker"),
+            *("consume", "stats", "--group", group, "--streams", stream, "--name", f"py-{name}"),
             *("--work", work, "--results", cluster.results, "--publish", cluster.publish),
         )
         worker = run(
-            js_client,
-            *("work", "--group", group, "--stream", stream, "--name", "js-worker"),
+            command,
+            *("work", "--group", group, "--stream", stream, "--name", f"{name}-worker"),
             *("--work", work, "--results", cluster.results, "--count", str(N), "--timeout", "15"),
         )
         groups = request(cluster.control, "groups")["groups"]
@@ -289,18 +294,87 @@ def test_js_worker_shares_a_stream_with_a_python_worker(js_client, cluster, tmp_
     frames = [json.loads(line) for line in worker.stdout.splitlines()]
     seqs = [f["seq"] for f in frames]
     assert len(frames) == N and seqs == sorted(set(seqs)), seqs
-    # the JS worker has left (it says `leave` when done); the Python one is still there
+    # the C/JS worker has left (it says `leave` when done); the Python one is still there
     assert [(g["group"], [w["name"] for w in g["workers"]]) for g in groups] == [
-        (group, ["py-worker"])
+        (group, [f"py-{name}"])
     ]
     assert stats["workers_joined"] >= 2 and stats["workers_left"] >= 1
 
     def all_results_stored():
-        """the sink stored the JS worker's results"""
-        return len(stored_results(cluster.db, "js-worker")) >= N
+        """the sink stored the C/JS worker's results"""
+        return len(stored_results(cluster.db, f"{name}-worker")) >= N
 
     wait_until(all_results_stored, timeout=10)
-    js = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "js-worker")}
-    py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, "py-worker")}
+    theirs = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, f"{name}-worker")}
+    py = {(r[0], r[1], r[2]) for r in stored_results(cluster.db, f"py-{name}")}
     assert py, "the Python worker processed nothing"
-    assert not js & py, f"frames processed by both workers of one group: {sorted(js & py)}"
+    both = theirs & py
+    assert not both, f"frames processed by both workers of one group: {sorted(both)}"
+
+
+def test_js_client_subscribes_to_a_broker_set_across_a_kill_9(js_client, tmp_path):
+    """One SUB connected to every broker of a set (protocol v1.3, examples/js/brokerset.mjs).
+
+    Two brokers on their own loopback addresses (default ports); the stream's producer is
+    given the set and publishes to the stream's owner. Halfway through, the owner is killed
+    with -9: the producer moves to the other broker and the JS client, connected to both,
+    keeps decoding the same session in seq order and sending results, with nothing restarted.
+    """
+    net = f"127.15.{secrets.randbelow(250) + 1}"
+    hosts = [f"{net}.1", f"{net}.2"]
+    stream = "clients/set-raw"
+    home = str(owner(stream, [f"{h}:5555" for h in hosts])).rsplit(":", 1)[0]
+    other = next(h for h in hosts if h != home)
+    results, db = f"tcp://127.0.0.1:{free_port()}", tmp_path / "results.sqlite"
+    procs = CliProcesses(tmp_path)
+    sub: subprocess.Popen[str] | None = None
+    try:
+        brokers = {h: procs.start("broker", *_default_ports(h)) for h in hosts}
+        procs.start("sink", "--results", results, "--db", str(db))
+        procs.start(
+            *("produce", "test:64x48@30", "--stream", stream, "--encoding", "raw"),
+            *("--broker", ",".join(hosts)),
+        )
+        wait_until(lambda: stream in _live(home), timeout=30)
+        sub = subprocess.Popen(
+            [
+                *(*js_client, "subscribe", "--stream", stream, "--broker", ",".join(hosts)),
+                *("--results", results, "--name", "js-set", "--count", str(2 * N)),
+                *("--timeout", "15"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert sub.stdout is not None
+        frames = [json.loads(sub.stdout.readline()) for _ in range(N)]
+        assert stream not in _live(other)  # placement: only its owner has it
+        os.kill(brokers[home].pid, signal.SIGKILL)
+        brokers[home].wait(10)
+        out, err = sub.communicate(timeout=CLIENT_TIMEOUT_S)
+        frames += [json.loads(line) for line in out.splitlines()]
+        assert stream in _live(other)  # the stream moved to the survivor
+    finally:
+        if sub is not None and sub.poll() is None:
+            sub.kill()
+            sub.wait(10)
+        procs.stop_all()
+    assert sub.returncode == 0, err
+    assert f"{2 * N} frames decoded, 0 malformed" in err, err
+    assert len({f["session"] for f in frames}) == 1  # the producer was not restarted
+    seqs = [f["seq"] for f in frames]
+    assert seqs == sorted(set(seqs)), f"seq not increasing across the move: {seqs}"
+    wait_until(lambda: len(stored_results(db, "js-set")) >= 2 * N, timeout=10)
+
+
+def _default_ports(host: str) -> list[str]:
+    ports = {"ingest": 5555, "publish": 5556, "control": 5558, "work": 5560}
+    return [f"--{name}=tcp://{host}:{port}" for name, port in ports.items()]
+
+
+def _live(host: str) -> set[str]:
+    try:
+        reply = request(f"tcp://{host}:5558", "streams", timeout=0.5)
+    except TransportError:
+        return set()
+    return {s["stream"] for s in reply["streams"] if s["state"] == "live"}

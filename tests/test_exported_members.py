@@ -46,7 +46,9 @@ EXPECTED = {
     "CodecError",
     "ImageError",
     "ProcessorError",
+    "ShmError",
     "StoreError",
+    "RecordingError",
     "__version__",
 }
 

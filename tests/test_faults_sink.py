@@ -22,13 +22,15 @@ DOWN_S = 2.0  # the sink stays away this long each time
 
 
 def results_port() -> int:
-    """A free port P whose acknowledged results port P + 2 is free too."""
+    """A free port P whose acknowledged results port P + 2 and control port P + 4 are free
+    too."""
     while True:
         port = free_port()
-        if port + 2 < 65536:
+        if port + 4 < 65536:
             try:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + 2))
+                with socket.socket() as a, socket.socket() as b:
+                    a.bind(("127.0.0.1", port + 2))
+                    b.bind(("127.0.0.1", port + 4))
                 return port
             except OSError:
                 continue

@@ -1,4 +1,4 @@
-"""Feeds (protocol v1.3): credit-based fan-out, the pure parts and one loopback broker.
+"""Feeds (protocol v1.6): credit-based fan-out, the pure parts and one loopback broker.
 
 - broker.groups serves a feed as a private group of one: every stream it matches, one
   newest frame per credit, the longest-waiting stream first, starting from the cached
@@ -52,7 +52,7 @@ def test_feed_requests_round_trip_without_a_group() -> None:
     data = encode_work_request(request)
     assert b"group" not in data
     assert decode_work_request(data) == request
-    assert msgpack.unpackb(data)["v"] == [1, 3]
+    assert msgpack.unpackb(data)["v"] == [1, 6]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ ROLES = {
 }
 APPS = {
     "apps/viewer": "framebroker.viewer",
+    "apps/record": "framebroker.record",
     "apps/demo": "framebroker.demo",
     "apps/testing": "framebroker.testing",
 }
@@ -43,6 +44,7 @@ PURE = (
     "framebroker/protocol.py",
     "framebroker/work_protocol.py",
     "framebroker/control_protocol.py",
+    "framebroker/capabilities.py",
 )
 
 

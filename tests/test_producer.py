@@ -22,7 +22,7 @@ from framebroker.config import parse_size
 from framebroker.errors import ConfigError, SourceError
 from framebroker.producers import FrameSource, Producer, ProducerConfig
 from framebroker.producers.cli import PRODUCE, config_from_args
-from framebroker.protocol import FrameMessage, decode_frame, topic_for
+from framebroker.protocol import FrameMessage, decode_frame, is_system_message, topic_for
 from framebroker.testing import wait_until
 from framebroker.transport import bind, make_socket
 
@@ -89,6 +89,8 @@ def receive(sock: zmq.Socket, count: int) -> list[FrameMessage]:
         if sock.poll(int(min(remaining, 0.5) * 1000)):
             parts = sock.recv_multipart()
             assert len(parts) == 1, "frame messages are single-part"
+            if is_system_message(parts[0]):  # shared-memory descriptors (v1.4): not frames
+                continue
             frames.append(decode_frame(parts[0]))
     return frames
 

@@ -273,7 +273,7 @@ def test_parameters_have_the_names_and_defaults_of_consume_flags() -> None:
     shared = set(params) & set(defaults)
     assert shared == {
         *("streams", "broker", "publish", "results", "acked_results", "send_results"),
-        *("work", "group", "plain_sub", "name", "fps", "duration"),
+        *("work", "group", "plain_sub", "name", "fps", "duration", "shm"),
     }
     for name in shared:
         assert params[name].default == defaults[name], name
@@ -290,6 +290,7 @@ def test_parameters_have_the_names_and_defaults_of_consume_flags() -> None:
         ["--acked-results", "tcp://127.0.0.1:7001", "--results", "tcp://127.0.0.1:7000"],
         ["--no-send-results", "--fps", "5", "--duration", "2"],
         ["--publish", "tcp://127.0.0.1:6000", "--work", "tcp://127.0.0.1:6001"],
+        ["--no-shm"],
     ],
 )
 def test_parameters_build_the_config_consume_builds(flags: list[str]) -> None:

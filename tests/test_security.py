@@ -4,6 +4,7 @@ rest. The CLI and the whole pipeline as processes: tests/test_security_cli.py.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ import zmq
 from framebroker import control
 from framebroker.broker import Broker, BrokerConfig
 from framebroker.broker.metrics import BrokerCollector
-from framebroker.consumers import ConsumerConfig
+from framebroker.consumers import Consumer, ConsumerConfig
 from framebroker.errors import ConfigError, TransportError
 from framebroker.keys import generate_key_pair, load_allow_list, load_key_pair, load_public_key
 from framebroker.producers import Producer, ProducerConfig
@@ -32,6 +33,7 @@ from framebroker.security import (
 )
 from framebroker.sink.metrics import SinkCollector
 from framebroker.sink.service import Sink, SinkConfig
+from framebroker.viewer.hub import FrameHub
 from framebroker.work_protocol import WorkRequest, encode_work_request
 from tests.conftest import wait_until
 
@@ -485,6 +487,93 @@ def test_a_refused_producer_gets_in_once_its_key_is_allowed(keys, tmp_path, capl
         finally:
             producer.close()
             thread.join(10)
+
+
+def test_refused_consumers_workers_and_viewers_get_in_once_their_key_is_allowed(
+    keys, tmp_path, caplog
+):
+    """Like producers, every client retries a handshake the broker or the sink refused:
+    a consumer (publish port, results to the sink), a worker of a group (work port) and
+    the viewer's frame hub start with a key nobody allows, and get in without a restart
+    once it is added to the allow-lists."""
+    caplog.set_level(logging.INFO, logger="framebroker")
+    config, allow = broker_with_empty_allow_list(keys, tmp_path)
+    shutil.copy(keys.root / "clients" / "cam.key", allow)  # the producer is welcome
+    sink = Sink(
+        SinkConfig(
+            results=LOOPBACK,
+            db=str(tmp_path / "r.sqlite"),
+            security=ServerSecurity(key=keys.secret("sink"), allow=str(allow)),
+        )
+    )
+    with Broker(config).run_in_thread() as b, sink.run_in_thread():
+        client = ClientSecurity(
+            key=keys.secret("later"),
+            broker_key=str(keys.root / "broker.key"),
+            sink_key=str(keys.root / "sink.key"),
+        )
+        ends = {
+            "publish": b.publish_endpoint,
+            "work": b.work_endpoint,
+            "acked_results": sink.acked_results_endpoint,
+        }
+        fan_out = ConsumerConfig(name="fan", streams=("late",), security=client, **ends)
+        worker = ConsumerConfig(name="wrk", streams=("late",), group="g", security=client, **ends)
+        producer = Producer(
+            ProducerConfig(
+                source="test:64x48@20",
+                stream="late",
+                ingest=b.ingest_endpoint,
+                security=keys.client("cam"),
+            )
+        )
+        hub = FrameHub(b.publish_endpoint, security=client)
+        seen = {"fan": 0, "wrk": 0}
+
+        def processor(name):
+            def count(frame):
+                seen[name] += 1
+                return {"seq": frame.seq}
+
+            return count
+
+        async def viewer_gets_frames() -> int:
+            await hub.start()
+            try:
+                while not ("later.key" in os.listdir(allow) and hub.received):
+                    if "later.key" not in os.listdir(allow) and refused_everywhere():
+                        shutil.copy(keys.root / "later.key", allow)
+                        os.utime(allow, ns=(time.time_ns(), time.time_ns() + 10**9))
+                    await asyncio.sleep(0.1)
+                return hub.received
+            finally:
+                await hub.close()
+
+        def refused_everywhere() -> bool:
+            return _refused(b, sink) and seen == {"fan": 0, "wrk": 0} and not hub.received
+
+        with (
+            producer.run_in_thread(),
+            Consumer(fan_out, processor("fan")).run_in_thread() as c1,
+            Consumer(worker, processor("wrk")).run_in_thread() as c2,
+        ):
+            assert asyncio.run(asyncio.wait_for(viewer_gets_frames(), 60)) > 0
+            wait_until(lambda: seen["fan"] > 0 and seen["wrk"] > 0, timeout=20)
+            wait_until(lambda: sink.stats().stored >= 2, timeout=20)
+        assert c1.stats.processed > 0 and c2.stats.processed > 0
+    assert "the broker at" in caplog.text and "refused our handshake" in caplog.text
+    assert "the sink at" in caplog.text
+
+
+def _refused(broker: Broker, sink: Sink) -> bool:
+    """The broker refused the subscriber, the worker and the viewer; the sink refused the
+    consumers' result sockets."""
+    by_socket = broker.stats().auth_rejected_by_socket
+    return (
+        by_socket.get("publish", 0) >= 2
+        and by_socket.get("work", 0) >= 1
+        and sink.stats().auth_rejected >= 2
+    )
 
 
 def test_client_security_survives_pickling_for_worker_processes(keys):

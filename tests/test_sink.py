@@ -17,6 +17,8 @@ import msgpack
 import pytest
 import zmq
 
+from framebroker import control, control_protocol
+from framebroker.capabilities import PROTOCOL_VERSION
 from framebroker.cli import main
 from framebroker.errors import ConfigError, StoreError
 from framebroker.protocol import ResultMessage, encode_result
@@ -25,7 +27,7 @@ from framebroker.sink.record import ResultRecord, json_safe
 from framebroker.sink.service import Sink, SinkConfig
 from framebroker.sink.store import SQLiteStore
 from framebroker.testing import wait_until
-from tests.conftest import query_db
+from tests.conftest import free_port, query_db
 
 T0 = 1_700_000_000_000_000_000
 
@@ -256,6 +258,72 @@ def test_malformed_messages_counted_and_dropped(start_sink, push, tmp_path):
     sock.send(encode_result(result(7)))
     wait_until(lambda: running.sink.stats().stored == 2, what="storing after bad input")
     assert [r.seq for r in stored(tmp_path / "results.sqlite")] == [6, 7]
+
+
+def test_control_port_answers_ping_and_stats_like_the_broker(start_sink, push, ctx):
+    """The sink's control port (v1.3): ping with its capabilities, stats with the
+    counters of malformed results by reason and duplicates; other ops get an error reply."""
+    running = start_sink()
+    endpoint = running.sink.control_endpoint
+    assert endpoint is not None and endpoint != running.sink.results_endpoint
+    ping = control.request(endpoint, "ping", server="sink")
+    assert ping["ok"] is True and ping["server"] == "sink" and ping["version"]
+    assert ping["protocol"] == list(PROTOCOL_VERSION)
+    assert ping["capabilities"] == ["acked_results", "sink_control"]
+
+    sock = push(running.sink.results_endpoint)
+    sock.send(b"\xc1 not msgpack")
+    sock.send_multipart([encode_result(result(1)), b"second part"])
+    for _ in range(2):
+        sock.send(encode_result(result(2)))
+    wait_until(lambda: running.sink.stats().stored == 1, what="the result stored")
+    wait_until(lambda: running.sink.stats().duplicates == 1, what="its copy counted")
+    stats = control.request(endpoint, "stats", server="sink")
+    assert stats["ok"] is True
+    assert stats["malformed_by_reason"] == {"invalid": 1, "multipart": 1}
+    assert (stats["received"], stats["stored"], stats["duplicates"]) == (4, 1, 1)
+    assert stats["pending"] == 0 and stats["uptime_s"] > 0
+
+    for op in ("streams", "groups"):
+        reply = control.request(endpoint, op, server="sink")
+        assert reply["ok"] is False and "not served by this sink" in reply["error"]
+    req = ctx.socket(zmq.REQ)
+    req.connect(endpoint)
+    req.send(b"\xc1")
+    assert req.poll(5000)
+    assert control_protocol.decode_reply(req.recv())["ok"] is False
+    req.close(linger=0)
+    stats = control.request(endpoint, "stats", server="sink")
+    assert (stats["control_requests"], stats["control_errors"]) == (6, 3)
+    assert stats["rejected_by_reason"] == {"control_invalid": 3}
+
+
+def test_control_port_is_optional_and_capabilities_follow_the_config(start_sink, tmp_path):
+    assert start_sink(control=None).sink.control_endpoint is None
+    running = start_sink(
+        acked_results=None, control="tcp://127.0.0.1:0", db=str(tmp_path / "other.sqlite")
+    )
+    ping = control.request(running.sink.control_endpoint, "ping", server="sink")
+    assert ping["capabilities"] == ["sink_control"]
+    assert SinkConfig(results="tcp://*:5557").control == "tcp://*:5561"
+    assert SinkConfig(results="ipc:///tmp/r").control == "ipc:///tmp/r.control"
+
+
+def test_results_stats_reads_the_running_sink(start_sink, push, capsys):
+    running = start_sink()
+    push(running.sink.results_endpoint).send(b"\xc1")
+    wait_until(lambda: running.sink.stats().malformed == 1, what="the bad message counted")
+    endpoint = running.sink.control_endpoint
+    assert main(["results", "--stats", "--sink-control", endpoint, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["malformed_by_reason"] == {"invalid": 1} and stats["stored"] == 0
+    assert main(["results", "--stats", "--sink-control", endpoint]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("sink totals") and "malformed_by_reason  invalid=1" in table
+    nobody = f"tcp://127.0.0.1:{free_port()}"
+    args = ["results", "--stats", "--sink-control", nobody, "--timeout", "0.3"]
+    assert main(args) == 1
+    assert "no reply from sink control port" in capsys.readouterr().err
 
 
 def test_oversize_message_is_not_stored(start_sink, push, tmp_path):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from framebroker import control_protocol, protocol
+from framebroker.capabilities import PROTOCOL_VERSION, capabilities
 from framebroker.errors import ProtocolError
 from tests.vectors import generate
 
@@ -86,7 +88,21 @@ DECODERS = {
 }
 
 
+def split_parts(data: bytes) -> list[bytes]:
+    """A ``parts-`` vector's parts: each a uint32 big-endian length and its bytes."""
+    parts, at = [], 0
+    while at < len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        parts.append(data[at + 4 : at + 4 + size])
+        at += 4 + size
+    assert at == len(data), "a parts- vector's lengths do not add up"
+    return parts
+
+
 def outcome(name: str, data: bytes) -> dict[str, Any]:
+    if name.startswith("parts-"):  # a whole ZeroMQ message: one frame, or rejected
+        parts = split_parts(data)
+        return outcome(name[6:], parts[0]) if len(parts) == 1 else {"error": "multipart"}
     decode = DECODERS[name.split("-", 1)[0]]
     try:
         return {"decoded": decode(data)}
@@ -114,6 +130,8 @@ def test_vectors_cover_every_outcome():
     for kind in ("valid", "invalid", "version"):
         for type_ in ("result", "request", "reply"):
             assert (type_, kind) in outcomes
+    assert {("parts", "valid"), ("parts", "multipart")} <= outcomes
+    assert {"reply-ping", "reply-ping-sink", "reply-ping-unknown-capability"} <= set(NAMES)
     checks = {
         json.loads((VECTORS / f"{n}.json").read_text())["decoded"]["payload_check"]
         for n in NAMES
@@ -127,6 +145,15 @@ def test_python_decoder_passes_vector(name):
     data = (VECTORS / f"{name}.bin").read_bytes()
     want = (VECTORS / f"{name}.json").read_text().rstrip("\n")
     assert generate.canonical(outcome(name, data)) == want
+
+
+def test_ping_vectors_announce_what_this_build_serves():
+    """The ping vectors name this build's protocol version and capabilities (one table:
+    framebroker/capabilities.py), so a version bump cannot leave them behind."""
+    for name, server in (("reply-ping", "broker"), ("reply-ping-sink", "sink")):
+        reply = json.loads((VECTORS / f"{name}.json").read_text())["decoded"]
+        assert reply["protocol"] == list(PROTOCOL_VERSION)
+        assert reply["capabilities"] == capabilities(server)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("frame-")])

@@ -17,6 +17,7 @@ What dramatiq's StubBroker is to dramatiq: run the real thing small, in the test
     cluster.py   LocalCluster, local_cluster(folder): a broker and a sink in this process
     frames.py    make_message / make_frame / make_header / synthetic_image: no camera needed
     waiting.py   wait_until(predicate, timeout, what): poll, or fail saying what never came
+    postgres.py  PostgresServer, postgres_server(): a throwaway PostgreSQL (initdb, pg_ctl)
     plugin.py    the pytest plugin (entry point ``pytest11``): the ``framebroker_cluster``
                  fixture, a LocalCluster in the test's tmp_path
 

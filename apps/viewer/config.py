@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from framebroker.cli import parse_port
-from framebroker.config import CONTROL_PORT, PUBLISH_PORT, connect_endpoint, parse_endpoint
+from framebroker.config import CONTROL_PORT, PUBLISH_PORT, check_endpoints, connect_endpoint
 from framebroker.consumers.config import parse_patterns
 from framebroker.errors import ConfigError, ProtocolError
 from framebroker.options import option
@@ -16,9 +16,10 @@ from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 @dataclass(frozen=True)
 class ViewerConfig:
     """``publish``/``control``: the broker's endpoints (flags ``--broker``, ``--publish``,
-    ``--control``); ``db``: the sink's SQLite database for result overlays (None: none);
-    ``host``/``port``: where the web server binds (port 0: any free one); ``streams``:
-    patterns of the streams shown; ``quality``: JPEG quality for raw streams."""
+    ``--control``); ``db``: the sink's database (SQLite file or postgresql:// URL) for
+    result overlays (None: none); ``host``/``port``: where the web server binds (port 0:
+    any free one); ``streams``: patterns of the streams shown; ``quality``: JPEG quality
+    for raw streams."""
 
     publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
     control: str = connect_endpoint("127.0.0.1", CONTROL_PORT)
@@ -26,8 +27,9 @@ class ViewerConfig:
         default=None,
         metadata=option(
             "--db",
-            metavar="PATH",
-            help="the sink's SQLite database, read for result overlays (default: no results)",
+            metavar="DB",
+            help="the sink's database (SQLite file or postgresql://USER@HOST/DBNAME), read for "
+            "result overlays (default: no results)",
         ),
     )
     host: str = field(
@@ -51,8 +53,8 @@ class ViewerConfig:
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker
 
     def __post_init__(self) -> None:
-        parse_endpoint(self.publish)
-        parse_endpoint(self.control)
+        check_endpoints(self.publish)  # one broker or a set: every broker is subscribed to
+        check_endpoints(self.control)
         streams = parse_patterns(self.streams)
         if not streams:
             raise ConfigError("give at least one stream pattern (e.g. cam1, site1/ or *)")

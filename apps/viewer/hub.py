@@ -21,14 +21,17 @@ import zmq
 import zmq.asyncio
 
 from framebroker import codec
+from framebroker.brokerset import Connections, EndpointSet, connect_all
 from framebroker.errors import CodecError, ProtocolError
+from framebroker.link import LinkMonitor
 from framebroker.ordering import is_newer
 from framebroker.protocol import FrameHeader, decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
-from framebroker.transport import connect, make_socket
+from framebroker.transport import make_socket
 
 log = logging.getLogger("framebroker.viewer")
+LINK_POLL_S = 0.5  # how often the connection monitor is read
 
 
 @dataclass
@@ -59,6 +62,9 @@ class LatestFrame:
         return self._jpeg
 
 
+SYNC_S = 1.0  # longest wait for a frame before the broker set is looked at again
+
+
 class FrameHub:
     """Subscribes to the broker's publish endpoint; keeps the newest frame per stream."""
 
@@ -79,6 +85,10 @@ class FrameHub:
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._endpoints: EndpointSet | None = None
+        self._connections: Connections | None = None
+        self._link: LinkMonitor | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._bad = RateLimitedLog(log, interval=5.0)
 
     async def start(self) -> None:
@@ -87,16 +97,25 @@ class FrameHub:
         for prefix in self.subscriptions:
             sock.setsockopt(zmq.SUBSCRIBE, prefix)
         self.security.secure(sock, "broker")
-        connect(sock, self.publish)
+        self._link = LinkMonitor(sock, self.publish)  # before any connect: no event missed
+        self._endpoints, self._connections = connect_all(sock, self.publish)
         self._sock = sock
         self._task = asyncio.create_task(self._receive(), name="viewer-receive")
+        self._watch = asyncio.create_task(self._watch_link(self._link), name="viewer-link")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._watch = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if self._endpoints is not None:
+            self._endpoints.close()
+            self._endpoints = self._connections = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -108,11 +127,23 @@ class FrameHub:
                 if not fut.done():
                     fut.cancel()
 
+    async def _watch_link(self, link: LinkMonitor) -> None:
+        """Log the broker coming and going; retry a handshake it refused (CURVE key
+        added to its allow-list later) as producers and consumers do."""
+        while True:
+            link.poll()
+            await asyncio.sleep(LINK_POLL_S)
+
     async def _receive(self) -> None:
         assert self._sock is not None
         sock = self._sock
         while True:
-            data = await sock.recv()
+            if self._connections is not None:
+                self._connections.sync()  # a broker set: follow brokers added or removed
+            try:
+                data = await asyncio.wait_for(sock.recv(), SYNC_S)
+            except TimeoutError:
+                continue
             if is_system_message(data):  # the broker's own topics: not frames
                 continue
             self.received += 1

@@ -1,8 +1,8 @@
 """ResultsReader: the newest result per (stream, consumer), read from the sink's database.
 
-The sink stores every result in SQLite and owns that schema, its writer and its reader
-(:mod:`framebroker.sink.store`); the viewer reads through the sink's reader
-(:meth:`SQLiteStore.open_existing`, which never creates the file). Every poll reads only
+The sink stores every result in SQLite or PostgreSQL and owns that schema, its writer and
+its reader (:mod:`framebroker.sink.store`); the viewer reads through the sink's reader
+(:func:`open_reader`, which never creates the file or the table). Every poll reads only
 the records added since the last one (``id > last``), keeping the newest result of each
 consumer for each stream: what the overlays draw. A viewer without ``--db`` shows no
 results. The database may not exist yet (the sink creates it): the reader keeps trying.
@@ -16,7 +16,7 @@ from typing import Any
 
 from framebroker.errors import StoreError
 from framebroker.sink.record import ResultRecord
-from framebroker.sink.store import SQLiteStore
+from framebroker.sink.store import ResultReader, is_server_db, open_reader
 
 log = logging.getLogger("framebroker.viewer")
 
@@ -38,15 +38,15 @@ def overlay_map(record: ResultRecord) -> dict[str, Any]:
 
 class ResultsReader:
     def __init__(self, db: str | Path) -> None:
-        self.db = Path(db)
+        self.db = str(db)
         self.latest: dict[str, dict[str, ResultRecord]] = {}  # stream -> consumer -> result
         self.rows_read = 0
         self._last_id: int | None = None
-        self._store: SQLiteStore | None = None
+        self._store: ResultReader | None = None
 
-    def _open(self) -> SQLiteStore | None:
-        if self._store is None and self.db.exists():
-            self._store = SQLiteStore.open_existing(self.db, timeout=1.0)
+    def _open(self) -> ResultReader | None:
+        if self._store is None and (is_server_db(self.db) or Path(self.db).exists()):
+            self._store = open_reader(self.db, timeout=1.0)
         return self._store
 
     def poll(self) -> int:

@@ -21,8 +21,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from framebroker import control
+from framebroker.broker.set_view import merge_streams
 from framebroker.errors import FrameBrokerError, TransportError
 from framebroker.service import Service
+from framebroker.sink.postgres import redact
 
 from .config import ViewerConfig
 from .hub import FrameHub, jpeg_of
@@ -100,7 +102,7 @@ class Viewer(Service):
             self.http_endpoint,
             self.config.publish,
             self.config.control,
-            self.config.db or "nowhere (no --db)",
+            redact(self.config.db) if self.config.db else "nowhere (no --db)",
         )
         log.info("viewer security: %s", self.config.security.describe("broker"))
 
@@ -138,9 +140,15 @@ class Viewer(Service):
             await asyncio.sleep(STREAMS_EVERY_S)
 
     def _ask_streams(self) -> dict[str, Any]:
-        return control.request(
+        """The streams of the broker, or of every broker of a set (each with its broker)."""
+        answers = control.request_all(
             self.config.control, "streams", timeout=1.0, security=self.config.security
         )
+        if len(answers) == 1:
+            return answers[0].reply or {"ok": False, "error": answers[0].error}
+        if not any(a.up for a in answers):
+            return {"ok": False, "error": "; ".join(str(a.error) for a in answers)}
+        return {"ok": True, "streams": merge_streams(answers)}
 
     async def _refresh_results(self) -> None:
         if self.results is None:

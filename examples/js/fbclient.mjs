@@ -1,18 +1,20 @@
 #!/usr/bin/env node
 // fbclient.mjs: a framebroker client on Node.js (zeromq + @msgpack/msgpack), from docs/protocol.md.
 //
-//   node fbclient.mjs subscribe --stream ID [--broker HOST] [--name NAME] [--count N]
+//   node fbclient.mjs subscribe --stream ID [--broker HOST[,HOST...]] [--name NAME] [--count N]
 //   node fbclient.mjs work --group NAME --stream PATTERN [--broker HOST] [--name NAME] [--count N]
 //   node fbclient.mjs streams [--broker HOST] [--json]
 //   node fbclient.mjs vectors DIR
 //
-// Same behaviour and output as examples/c/fbclient (see its header comment); `work` (a worker of
-// a work group, protocol v1.2) is this client's only: same output as `subscribe`.
+// Same behaviour and output as examples/c/fbclient (see its header comment), `work` (a worker of
+// a work group, protocol v1.2) included: same output as `subscribe`.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 
 import * as zmq from "zeromq";
+
+import { brokerEndpoints, connectAll, splitList } from "./brokerset.mjs";
 
 import {
   ProtocolError,
@@ -31,7 +33,7 @@ import {
 } from "./protocol.mjs";
 
 const USAGE = `usage: node fbclient.mjs subscribe --stream ID [--name NAME] [--count N] [--timeout SECONDS]
-                                   [--broker HOST | --publish EP --results EP]
+                                   [--broker HOST[,HOST...] | --publish EP[,EP...] --results EP]
        node fbclient.mjs work --group NAME --stream PATTERN [--name NAME] [--count N] [--timeout SECONDS]
                               [--broker HOST | --work EP --results EP]
        node fbclient.mjs streams [--broker HOST | --control EP] [--json] [--timeout SECONDS]
@@ -59,10 +61,10 @@ function parseOptions(args) {
     }
     const value = args[++i];
     if (flag === "--broker" && value !== undefined) {
-      // every port on one host, default port numbers
-      [o.publish, o.results, o.control, o.work] = [5556, 5557, 5558, 5560].map(
-        (p) => `tcp://${value}:${p}`,
-      );
+      // default port numbers; a broker set (b1,b2,b3): publish on every host, the sink on the first
+      const hosts = splitList(value);
+      [o.publish, o.control, o.work] = [5556, 5558, 5560].map((p) => brokerEndpoints(hosts, p).join(","));
+      [o.results] = brokerEndpoints(hosts, 5557);
       continue;
     }
     const key = flag.replace(/^--/, "");
@@ -136,6 +138,13 @@ const summary = (n) =>
   `fbclient.mjs: ${n.decoded} frames decoded, ${n.malformed} malformed, ${n.duplicates} duplicates, ` +
   `${n.badPayload} bad payloads; ${n.sent} results sent, ${n.unsent} not sent`;
 
+// `work` and `streams` talk to one broker; a set needs the spec's worker and listing rules.
+function oneBroker(endpoints, command) {
+  if (splitList(endpoints).length === 1) return true;
+  console.error(`fbclient.mjs: ${command} talks to one broker; of a set, give one (--work/--control EP)`);
+  return false;
+}
+
 // --- subscribe ------------------------------------------------------------------------------
 
 async function subscribe(o) {
@@ -143,7 +152,7 @@ async function subscribe(o) {
   // Options in the constructor are set before connect: CONFLATE keeps the newest whole frame.
   const sub = new zmq.Subscriber({ conflate: true, linger: 0, receiveTimeout: o.timeout * 1000 });
   const push = new zmq.Push({ linger: 2000, sendTimeout: 0 }); // never block on a dead sink
-  sub.connect(o.publish);
+  connectAll(sub, o.publish); // one broker, or every broker of a set
   push.connect(o.results);
   sub.subscribe(Buffer.from(`${o.stream}\0`)); // "ID\0": exactly this stream
   let stopping = false;
@@ -183,6 +192,7 @@ async function subscribe(o) {
 // nothing comes (the heartbeat). The broker sends only what was asked for.
 async function work(o) {
   if (!o.stream || !o.group) throw new Error(USAGE);
+  if (!oneBroker(o.work, "work")) return 2;
   const dealer = new zmq.Dealer({ linger: 0, receiveTimeout: 1000 });
   const push = new zmq.Push({ linger: 2000, sendTimeout: 0 });
   dealer.connect(o.work);
@@ -232,6 +242,7 @@ async function work(o) {
 // --- streams (control) ------------------------------------------------------------------------
 
 async function streams(o) {
+  if (!oneBroker(o.control, "streams")) return 2;
   const req = new zmq.Request({ linger: 0, receiveTimeout: o.timeout * 1000 });
   req.connect(o.control);
   try {
@@ -281,7 +292,26 @@ const DECODERS = {
   reply: decodeReply,
 };
 
+// A "parts-" vector is a whole ZeroMQ message: each part as a uint32 big-endian length and its
+// bytes. Every message of the protocol is one frame: several parts are rejected ("multipart").
+function splitParts(buf) {
+  const parts = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf.length - at < 4) throw new Error("bad parts file");
+    const size = buf.readUInt32BE(at);
+    if (size > buf.length - at - 4) throw new Error("bad parts file");
+    parts.push(buf.subarray(at + 4, at + 4 + size));
+    at += 4 + size;
+  }
+  return parts;
+}
+
 function outcome(name, buf) {
+  if (name.startsWith("parts-")) {
+    const parts = splitParts(buf);
+    return parts.length === 1 ? outcome(name.slice(6), parts[0]) : `{"error":"multipart"}`;
+  }
   const decode = DECODERS[name.split("-", 1)[0]];
   try {
     return `{"decoded":${canonical(decode(buf))}}`;

@@ -16,6 +16,7 @@ this script makes now.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -695,12 +696,39 @@ def control_vectors() -> list[Vector]:
     bad("request-not-map", "a string", mp("streams"))
     bad("request-invalid-msgpack", "0xc1", b"\xc1")
 
-    ping = {"v": [1, 0], "ok": True, "version": "0.1.0", "protocol": [1, 0]}
+    # ping (v1.5): who answers, the protocol version it implements, what it serves
+    broker_ping = {
+        "server": "broker",
+        "version": "0.1.0",
+        "protocol": [1, 6],
+        "capabilities": ["broker_set", "feeds", "shared_memory", "work_groups"],
+    }
     ok(
         "reply-ping",
-        "the ping reply",
+        "the broker's ping reply: protocol 1.6, capabilities broker_set, feeds, "
+        "shared_memory, work_groups",
+        control_protocol.encode_reply(**broker_ping),
+        {"v": [1, 0], "ok": True} | broker_ping,
+    )
+    sink_ping = broker_ping | {"server": "sink", "capabilities": ["acked_results", "sink_control"]}
+    ok(
+        "reply-ping-sink",
+        "the sink's ping reply (its control port, v1.5): acknowledged results, sink control",
+        control_protocol.encode_reply(**sink_ping),
+        {"v": [1, 0], "ok": True} | sink_ping,
+    )
+    newer = broker_ping | {"protocol": [1, 9], "capabilities": ["teleport", "work_groups"]}
+    ok(
+        "reply-ping-unknown-capability",
+        "a newer server: a minor version and a capability this client does not know (ignore it)",
+        control_protocol.encode_reply(**newer),
+        {"v": [1, 0], "ok": True} | newer,
+    )
+    ok(
+        "reply-ping-v1-0",
+        "a server older than 1.5: no server, no capabilities (assume none beyond 1.0)",
         control_protocol.encode_reply(version="0.1.0", protocol=[1, 0]),
-        ping,
+        {"v": [1, 0], "ok": True, "version": "0.1.0", "protocol": [1, 0]},
     )
     entry = {
         "stream": "site1/gate",
@@ -788,11 +816,71 @@ def control_vectors() -> list[Vector]:
     return out
 
 
+# --- whole ZeroMQ messages: one part, or several ---------------------------------------
+
+
+def parts(*messages: bytes) -> bytes:
+    """A ``parts-`` vector's file: each part as a uint32 big-endian length and its bytes."""
+    return b"".join(struct.pack(">I", len(m)) + m for m in messages)
+
+
+def multipart_vectors() -> list[Vector]:
+    """What a receiver makes of a whole ZeroMQ message of the frame or results port: every
+    message is ONE frame, so a message of several parts is rejected (kind ``multipart``)
+    whatever its parts hold; a one-part message decodes as that part."""
+    first = FrameHeader(
+        stream="cam1",
+        session=7,
+        seq=0,
+        t_capture=T0,
+        t_publish=T0 + 1_000_000,
+        encoding="raw",
+        shape=(2, 2),
+        dtype="uint8",
+        pixfmt="gray8",
+    )
+    frame_msg, view = encoded_frame(first, GRAY_2X2)
+    second = protocol.encode_frame(dataclasses.replace(first, seq=1), GRAY_2X2)
+    result_msg = mp(result_map())
+    return [
+        Vector(
+            "parts-frame-one",
+            "a frame message as a whole ZeroMQ message of one part",
+            parts(frame_msg),
+            {"decoded": view},
+        ),
+        Vector(
+            "parts-frame-two-valid-frames",
+            "two valid frames sent as the two parts of one message (seq 0 and 1)",
+            parts(frame_msg, second),
+            {"error": "multipart"},
+        ),
+        Vector(
+            "parts-frame-valid-and-empty",
+            "a valid frame followed by an empty part",
+            parts(frame_msg, b""),
+            {"error": "multipart"},
+        ),
+        Vector(
+            "parts-result-two",
+            "a valid result followed by a copy of it, as one message of the results port",
+            parts(result_msg, result_msg),
+            {"error": "multipart"},
+        ),
+        Vector(
+            "parts-result-one",
+            "a result as a whole message of one part",
+            parts(result_msg),
+            {"decoded": result_view(result_map())},
+        ),
+    ]
+
+
 # --- all ---------------------------------------------------------------------------------
 
 
 def build() -> list[Vector]:
-    vectors = frame_vectors() + result_vectors() + control_vectors()
+    vectors = frame_vectors() + result_vectors() + control_vectors() + multipart_vectors()
     names = [v.name for v in vectors]
     assert len(names) == len(set(names)), "duplicate vector names"
     return vectors

@@ -1,0 +1,236 @@
+"""PostgreSQLStore: results in a server database, shared by several sinks and readers.
+
+``--db postgresql://user@host/dbname`` (any libpq URL, ``postgres://`` too) selects it for
+``framebroker sink``, ``results`` and ``view``. The table is SQLite's (``SCHEMA`` below
+holds the same columns and the same unique key), so every reader asks the same questions
+of either store.
+
+Why it is shaped this way:
+
+- Idempotent across sinks: ``INSERT ... ON CONFLICT DO NOTHING`` on the unique key
+  (consumer, stream, session, seq). Two sinks given the same result (a consumer resent it
+  after a sink died) store it once: the second insert waits for the first to commit, then
+  does nothing.
+- Batched: a batch is ONE statement, ``INSERT ... SELECT FROM unnest(arrays)``, one round
+  trip and one commit whatever its size; ``RETURNING`` names the rows that were new.
+- Acknowledged after commit: ``add_many`` returns only once the transaction committed, and
+  the sink acknowledges nothing before it returns.
+- Restartable: a failed statement drops the connection and raises StoreError; the sink
+  keeps the batch and retries, and the next call connects again. A database restarted
+  mid-run therefore loses nothing.
+
+Row ids come from an identity column. With several sinks, ids are handed out before commit,
+so a row may become visible after a row with a higher id: a reader following ``id >
+last`` (``results --follow``, the viewer) can miss such a row; the rows themselves are all
+there (``framebroker results`` without ``--follow`` shows them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from framebroker.errors import StoreError
+
+from .record import ResultRecord, dumps
+from .store import AgeSummary, ResultStore, is_server_db, record_from_row, summarize_ages
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_ns BIGINT NOT NULL,
+    consumer    TEXT   NOT NULL,
+    stream      TEXT   NOT NULL,
+    session     BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    t_capture   BIGINT NOT NULL,
+    t_start     BIGINT NOT NULL,
+    duration_ns BIGINT NOT NULL,
+    age_ns      BIGINT NOT NULL,
+    result      TEXT   NOT NULL,
+    CONSTRAINT results_key UNIQUE (consumer, stream, session, seq)
+);
+CREATE INDEX IF NOT EXISTS results_stream ON results (stream, id);
+"""
+# Two sinks starting at once both run CREATE TABLE IF NOT EXISTS; PostgreSQL may then fail
+# one of them on its catalog's unique index. A transaction-scoped advisory lock (any fixed
+# number) makes them take turns.
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(7401116)"
+_INSERT = """
+INSERT INTO results (received_ns, consumer, stream, session, seq, t_capture, t_start,
+                     duration_ns, age_ns, result)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
+                     %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
+ON CONFLICT (consumer, stream, session, seq) DO NOTHING
+RETURNING consumer, stream, session, seq
+"""
+_COLUMNS = (
+    "id, received_ns, consumer, stream, session, seq, t_capture, t_start, duration_ns, result"
+)
+_CONNECT_TIMEOUT_S = 5
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+class PostgreSQLStore(ResultStore):
+    """Results in a PostgreSQL table (see SCHEMA); one connection, reopened after a failure."""
+
+    def __init__(self, url: str, *, create: bool = True, timeout: float = 5.0) -> None:
+        if not is_server_db(url):
+            raise StoreError(f"not a PostgreSQL URL: {redact(url)}")
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - psycopg is a dependency
+            raise StoreError(f"PostgreSQL needs the psycopg package: {exc}") from exc
+        self._psycopg = psycopg
+        self.url = url
+        self.where = redact(url)
+        self._create = create
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        with self._lock, self._errors("open"):
+            self._connection()
+
+    @classmethod
+    def open_existing(cls, url: str, *, timeout: float = 5.0) -> PostgreSQLStore:
+        """The reader: StoreError when the database has no results table (yet)."""
+        return cls(url, create=False, timeout=timeout)
+
+    def _connection(self) -> Any:
+        """The open connection, connecting (and creating or checking the table) if needed."""
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = self._psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=max(1, round(min(self._timeout, _CONNECT_TIMEOUT_S))),
+            application_name="framebroker",
+        )
+        try:
+            if self._create:
+                with conn.transaction():
+                    conn.execute(_SCHEMA_LOCK)
+                    conn.execute(SCHEMA)
+            elif (conn.execute("SELECT to_regclass('results')").fetchone() or [None])[0] is None:
+                raise StoreError(f"{self.where} has no results table (start a sink on it first)")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def add_many(self, records: Sequence[ResultRecord]) -> list[ResultRecord]:
+        """One INSERT of the whole batch, committed before returning; the new records."""
+        if not records:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for r in records:
+            row = (
+                r.received_ns,
+                r.consumer,
+                r.stream,
+                r.session,
+                r.seq,
+                r.t_capture,
+                r.t_start,
+                r.duration_ns,
+                r.age_ns,
+                dumps(r.result),
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        with self._lock, self._errors("write to"):
+            conn = self._connection()
+            with conn.transaction():
+                inserted = conn.execute(_INSERT, columns).fetchall()
+        fresh = {tuple(row) for row in inserted}
+        new: list[ResultRecord] = []
+        for r in records:
+            key = (r.consumer, r.stream, r.session, r.seq)
+            if key in fresh:
+                fresh.discard(key)  # the same result twice in one batch: the first is new
+                new.append(r)
+        return new
+
+    def query(
+        self,
+        *,
+        stream: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[ResultRecord]:
+        where, params = _where(stream, after_id)
+        sql = f"SELECT {_COLUMNS} FROM results WHERE {where}"
+        if limit is not None:
+            order = "DESC" if newest else "ASC"
+            sql = f"SELECT * FROM ({sql} ORDER BY id {order} LIMIT %s) AS r ORDER BY id"
+            params.append(limit)
+        else:
+            sql += " ORDER BY id"
+        return [record_from_row(row) for row in self._read(sql, params)]
+
+    def last_id(self) -> int:
+        """The highest row id so far (0 for an empty table)."""
+        (row,) = self._read("SELECT coalesce(max(id), 0) FROM results", [])
+        return int(row[0])
+
+    def counts(self, *, after_id: int = 0) -> dict[str, int]:
+        """Results per stream with id > ``after_id``."""
+        sql = "SELECT stream, count(*) FROM results WHERE id > %s GROUP BY stream ORDER BY stream"
+        return {s: int(n) for s, n in self._read(sql, [after_id])}
+
+    def ages(self, *, after_id: int = 0, since_ns: int | None = None) -> dict[str, AgeSummary]:
+        """Per-stream frame age summary of results with id > ``after_id`` (received since)."""
+        sql = "SELECT stream, age_ns FROM results WHERE id > %s"
+        params: list[Any] = [after_id]
+        if since_ns is not None:
+            sql += " AND received_ns >= %s"
+            params.append(since_ns)
+        return summarize_ages(self._read(sql, params))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with self._lock, self._errors("read"):
+            return list(self._connection().execute(sql, params).fetchall())
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """psycopg errors -> StoreError; a broken connection is dropped, reopened next time."""
+        try:
+            yield
+        except self._psycopg.Error as exc:
+            if self._conn is not None and (self._conn.broken or self._conn.closed):
+                self._conn.close()
+                self._conn = None
+            raise StoreError(f"cannot {action} results database {self.where}: {exc}") from exc
+
+
+def _where(stream: str | None, after_id: int) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["id > %s"]
+    params: list[Any] = [after_id]
+    if stream not in (None, "", "*"):
+        assert stream is not None
+        prefix = stream[:-1] if stream.endswith("*") else stream
+        if stream.endswith(("*", "/")):
+            clauses.append("left(stream, %s) = %s")
+            params += [len(prefix), prefix]
+        else:
+            clauses.append("stream = %s")
+            params.append(stream)
+    return " AND ".join(clauses), params
