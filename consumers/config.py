@@ -203,8 +203,8 @@ class ConsumerConfig:
             "--shm",
             type=parse_bool,
             help="read frames from shared memory when their producer runs on this host (only "
-            "a descriptor crosses the network), over the network otherwise; 0: always the "
-            "network",
+            "a descriptor crosses the network), over the network otherwise; --no-shm: always "
+            "the network",
         ),
     )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink

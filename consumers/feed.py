@@ -130,6 +130,8 @@ class FeedReceiver(Receiver):
         self._endpoints: EndpointSet | None = None
         self._version = -1
         self._poller = zmq.Poller()
+        if sub is not None:  # descriptors and the beacon
+            self._poller.register(sub, zmq.POLLIN)
 
     # --- what to ask for ---------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """When the broker-to-consumer path is the bottleneck on one host (issue 14).
 
-- Eight default consumers of one raw 1080p30 stream (6.2 MB a frame, ~1.5 GB/s to carry
-  to all of them) each start on frames younger than two frame periods at p99: feeds take
-  frames by credit, so nothing queues in the broker or in the kernel for them.
+- Eight default consumers of one raw 1080p30 stream (6.2 MB a frame) on the camera's host
+  each start on frames younger than two frame periods at p99. By default (what a user
+  gets) the producer writes raw frames to shared memory and the consumers read them there
+  by descriptor; the network path (``--no-shm``: feeds over loopback TCP, ~1.5 GB/s to
+  carry to all eight) is measured and reported too, and held to a looser bound, since on
+  a 2-core machine copying 8 x 6.2 MB per frame period is CPU the test cannot conjure.
 - A plain SUB subscriber that stops reading cannot make the broker hold more than its
   per-subscriber byte cap: the broker's RSS stays under it, the overflow is counted, and
   a reading subscriber of the same stream still gets fresh frames.
@@ -26,6 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 PERIOD_MS = 1000 / 30
 RAW_1080P = 1920 * 1080 * 3
+# The network path's bound: not the issue's two frame periods (the shared-memory path is
+# the default that meets it), but no queue: seconds-old frames (plain SUB) fail it.
+NETWORK_BOUND_MS = 300
 NOOP_PROCESSOR = """
 def process(frame):
     return {"seq": frame.seq}
@@ -65,7 +71,8 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[-1]
 
 
-def test_eight_same_host_consumers_of_raw_1080p_start_on_fresh_frames(cli, tmp_path):
+@pytest.mark.parametrize("shm", ["--shm", "--no-shm"], ids=["shared-memory", "network"])
+def test_eight_same_host_consumers_of_raw_1080p_start_on_fresh_frames(cli, tmp_path, shm):
     host = Host(cli, tmp_path)
     cli.start("sink", "--results", host.results, "--db", str(host.db))
     cli.start(
@@ -77,6 +84,7 @@ def test_eight_same_host_consumers_of_raw_1080p_start_on_fresh_frames(cli, tmp_p
         cli.start(
             "consume", f"{host.processor}:process", "--name", name, "--streams", "raw1",
             *("--publish", host.publish, "--work", host.work, "--results", host.results),
+            shm,
         )  # fmt: skip
 
     def consumers_seen() -> int:
@@ -96,16 +104,21 @@ def test_eight_same_host_consumers_of_raw_1080p_start_on_fresh_frames(cli, tmp_p
         f"{n} {len(a)} frames p50 {statistics.median(a):.0f} p99 {p99(a):.0f} ms"
         for n, a in sorted(ages.items())
     )
-    print(f"\n8 feeds of raw 1080p30 over 10 s: {report}; broker feeds {stats['feeds']}")
-    assert stats["feeds"] == 8
+    path = "shared memory" if shm == "--shm" else "network"
+    print(f"\n8 consumers of raw 1080p30 ({path}) over 10 s: {report}; feeds {stats['feeds']}")
+    # shared memory: the feeds ask for nothing (every stream is local); network: 8 feeds
+    assert stats["feeds"] == (0 if shm == "--shm" else 8)
+    bound = 2 * PERIOD_MS if shm == "--shm" else NETWORK_BOUND_MS
     for name in names:
         assert len(ages[name]) >= 30, f"{name} got almost no frames"
-        assert p99(ages[name]) < 2 * PERIOD_MS, f"{name}: p99 age {p99(ages[name]):.0f} ms"
+        assert p99(ages[name]) < bound, f"{name}: p99 age {p99(ages[name]):.0f} ms"
 
 
 def test_a_plain_subscriber_that_stops_reading_stays_under_the_byte_cap(cli, tmp_path):
-    cap_mb = 32
-    host = Host(cli, tmp_path, "--publish-queue-bytes", f"{cap_mb}M")
+    cap_mb, message_mb = 32, 8  # a frame bound of 4: at most 32 MB for the stuck one
+    host = Host(
+        cli, tmp_path, "--publish-queue-bytes", f"{cap_mb}M", "--max-message-size", f"{message_mb}M"
+    )
     cli.start(
         "produce", "test:1920x1080@30", "--encoding", "raw", "--stream", "raw1",
         "--ingest", host.ingest,
@@ -139,7 +152,7 @@ def test_a_plain_subscriber_that_stops_reading_stays_under_the_byte_cap(cli, tmp
         f"{peak:.0f} MB (+{growth:.0f}), publish_hwm {stats['publish_hwm']}, overflows "
         f"{stats['publish_overflows']}; the reading subscriber got {got} frames"
     )
-    assert stats["publish_hwm"] == (cap_mb << 20) // RAW_1080P
+    assert stats["publish_hwm"] == cap_mb // message_mb
     assert stats["publish_overflows"] >= 1, "the stuck subscriber's overflow was not counted"
     # the cap, plus what the kernel socket buffers of the two peers take, plus slack
     assert growth < cap_mb + 48, f"broker RSS grew {growth:.0f} MB over a {cap_mb} MB cap"
