@@ -43,7 +43,13 @@ class Viewer(Service):
     def __init__(self, config: ViewerConfig) -> None:
         super().__init__()
         self.config = config
-        self.hub = FrameHub(config.publish, config.subscriptions, config.security)
+        self.hub = FrameHub(
+            config.publish,
+            config.subscriptions,
+            config.security,
+            work=None if config.plain_sub else config.work,
+            streams=config.streams,
+        )
         self.results = ResultsReader(config.db) if config.db else None
         self.broker_streams: list[dict[str, Any]] = []
         self.broker_error: str | None = "not asked yet"
