@@ -217,10 +217,16 @@ export function encodeRequest(op) {
   return encode({ v: [1, 0], op }, encodeOptions);
 }
 
-/** A work request (v1.2, "Work groups"): ready (join, ask, heartbeat) or leave. */
+/**
+ * A work request (v1.2, "Work groups"): ready (join, ask, heartbeat) or leave; or a feed
+ * request (v1.6, "Feeds": fan-out by credit, no group).
+ */
 export function encodeWorkRequest({ op = "ready", group, streams, credit = 1, received = 0, name }) {
   if (op === "leave") return encode({ v: [1, 2], op }, encodeOptions);
-  const request = { v: [1, 2], op, group, streams, credit, received };
+  const request =
+    op === "feed"
+      ? { v: [1, 6], op, streams, credit, received }
+      : { v: [1, 2], op, group, streams, credit, received };
   if (name) request.name = name;
   return encode(request, encodeOptions);
 }
