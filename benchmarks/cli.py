@@ -36,6 +36,7 @@ SCENARIOS = (
     "shm",
     "cluster",
     "sinks",
+    "bandwidth",
 )
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"

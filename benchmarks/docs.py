@@ -25,6 +25,7 @@ ORDER = (
     "shm",
     "cluster",
     "sinks",
+    "bandwidth",
 )
 TITLES = {
     "freshness": "1. Freshness",
@@ -37,6 +38,7 @@ TITLES = {
     "shm": "8. Same-host shared memory",
     "cluster": "9. Cluster (broker sets)",
     "sinks": "10. Sinks: SQLite and PostgreSQL",
+    "bandwidth": "11. Bandwidth: slow links, feeds and plain SUB",
 }
 
 SKELETON = f"""# Benchmarks

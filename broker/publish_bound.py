@@ -26,12 +26,14 @@ Drops at the HWM are silent in libzmq (no counter, no event). To see them the so
 runs with ``ZMQ_XPUB_NODROP``: a send that would overflow a matching subscriber's queue
 fails with ``EAGAIN`` instead; that is counted (``publish_overflows``) and logged
 (rate-limited), and the same frame is sent once more in lossy mode, so every other
-subscriber still gets it and the full one alone misses it. libzmq then takes the full
-subscriber out of the send set until it has read its queue down to the low-water mark,
-and the frames it misses meanwhile are invisible to the broker: so the counter counts
-*overflows* (each the start of a run of dropped frames for one subscriber), not frames.
-``XPUB_NODROP`` is read by libzmq on each send (not per pipe), so toggling it is safe.
-The cost is paid only on an overflow; the hot path is one non-blocking send, as before.
+subscriber still gets it and the full one alone misses it. The socket then *stays* lossy
+until the broker's next tick (100 ms), when ``XPUB_NODROP`` is set again: a subscriber
+that stays slow costs one overflow per tick, not two socket options and a second send per
+frame (measured: per-frame re-arming halved the broker's 10 kB throughput to a saturated
+subscriber). So the counter counts *overflow episodes*, at most one per tick, each the
+start of a run of frames dropped for the full subscribers; libzmq drops the rest
+silently. ``XPUB_NODROP`` is read by libzmq on each send (not per pipe), so toggling it
+is safe. The hot path is one non-blocking send, as before.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class PublishBound:
         self.hwm = hwm
         self.max_bytes = max_bytes
         self._rlog = rlog
-        self.overflows = 0  # times a plain subscriber's queue was full (then it misses frames)
+        self.overflows = 0  # overflow episodes (at most one per tick): frames were dropped
+        self._lossy = False  # after an overflow, until the next tick
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
 
@@ -74,9 +77,17 @@ class PublishBound:
         except zmq.Again:
             self._overflow(message, copy)
 
+    def tick(self) -> None:
+        """Watch for overflows again (called on the broker's tick, every 100 ms)."""
+        if self._lossy:
+            self._lossy = False
+            self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+
     def _overflow(self, message: Any, copy: bool) -> None:
-        """A matching subscriber's queue is full: count it, then send to the others."""
+        """A matching subscriber's queue is full: count it, send to the others, and stay
+        lossy until the next tick."""
         self.overflows += 1
+        self._lossy = True
         self._rlog.warning(
             "publish-full",
             "a plain subscriber is not keeping up: its queue of %d frames (at most %d bytes) "
@@ -86,9 +97,5 @@ class PublishBound:
             self.max_bytes,
             self.overflows,
         )
-        sock = self._sock
-        sock.setsockopt(zmq.XPUB_NODROP, 0)
-        try:
-            sock.send(message, zmq.NOBLOCK, copy=copy)
-        finally:
-            sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 0)
+        self._sock.send(message, zmq.NOBLOCK, copy=copy)

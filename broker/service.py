@@ -298,6 +298,8 @@ class Broker(Service):
                 self._shm.expire(now)
                 self._work.expire(now)
                 self._cache_limiter.prune(now)
+                if self._bound is not None:
+                    self._bound.tick()
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())

@@ -27,6 +27,7 @@ SCENARIOS = {
     "shm",
     "cluster",
     "sinks",
+    "bandwidth",
 }
 
 

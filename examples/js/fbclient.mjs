@@ -23,6 +23,7 @@ import {
   decodeReply,
   decodeRequest,
   decodeResult,
+  decodeWorkRequest,
   encodeRequest,
   encodeResult,
   encodeWorkRequest,
@@ -372,6 +373,7 @@ const DECODERS = {
   result: decodeResult,
   request: decodeRequest,
   reply: decodeReply,
+  work: decodeWorkRequest,
 };
 
 // A "parts-" vector is a whole ZeroMQ message: each part as a uint32 big-endian length and its

@@ -200,6 +200,33 @@ export function decodeRequest(buf) {
   return { op, v };
 }
 
+const GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
+const isUint = (x) => (typeof x === "bigint" && x >= 0n) || (Number.isInteger(x) && x >= 0);
+
+/** Decode a work request (v1.2 ready/leave, v1.6 feed), checked as the broker checks it. */
+export function decodeWorkRequest(buf) {
+  const m = decodeMap(buf, "invalid");
+  const v = checkVersion(m, "invalid");
+  const op = get(m, "op");
+  if (op === "leave") return { op, v };
+  if (op !== "ready" && op !== "feed") throw new ProtocolError("invalid", `unknown work op ${op}`);
+  if (op === "ready" && !(typeof get(m, "group") === "string" && GROUP.test(m.group))) {
+    throw new ProtocolError("invalid", "bad or missing group");
+  }
+  const streams = get(m, "streams");
+  if (!Array.isArray(streams) || streams.length < 1 || streams.length > 64 || streams.some((x) => typeof x !== "string")) {
+    throw new ProtocolError("invalid", "'streams' must be an array of 1..64 strings");
+  }
+  if (!isUint(get(m, "credit")) || !isUint(get(m, "received"))) {
+    throw new ProtocolError("invalid", "'credit' and 'received' must be uint");
+  }
+  const name = get(m, "name");
+  if (name !== undefined && !(typeof name === "string" && Buffer.byteLength(name) <= 200)) {
+    throw new ProtocolError("invalid", "bad name");
+  }
+  return { op, v };
+}
+
 /** Decode a control reply: the whole map (check `ok`). */
 export function decodeReply(buf) {
   const m = decodeMap(buf, "invalid");
