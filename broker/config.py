@@ -40,9 +40,12 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
-# Bytes queued per plain subscriber (broker.publish_bound): the frame bound above is lowered
-# once, at bind, so that this many messages of --max-message-size fit (64 MiB: 16 frames).
-DEFAULT_PUBLISH_QUEUE_BYTES = 1 << 30
+# Bytes queued per plain subscriber (broker.publish_bound): when set, the frame bound above is
+# lowered once, at bind, so that this many messages of --max-message-size fit. Off (0) by
+# default: a bound of 16 frames (1 GiB over 64 MiB) halved the 10 kB throughput and lost
+# 6 % of 500 streams for a plain subscriber (benchmarks 2 and 4); libzmq cannot bound a
+# queue by size, only by count, and only from bind time (docs/operations.md).
+DEFAULT_PUBLISH_QUEUE_BYTES = 0
 
 
 def parse_work(text: str) -> str:

@@ -10,8 +10,9 @@ once, before the port is bound::
 
 A plain subscriber that stops reading then holds at most ``SNDHWM x max_message_size <=
 publish_queue_bytes`` in the broker's process (plus what its kernel socket buffers take,
-a few MB). With the defaults (1 GiB, 64 MiB messages) that is 16 frames; a deployment
-whose frames are small says so with ``--max-message-size`` (1 MiB JPEGs: 1000 frames).
+a few MB). The cap is off by default (broker.config says why): 1 GiB over the default
+64 MiB messages would be 16 frames for every stream, which measurably cost small-frame
+fast paths; a deployment sets both (``1G`` and ``8M`` for raw 1080p: 128 frames).
 
 **Why the bound never changes while the broker runs.** libzmq gives a connection the
 options the socket had when it was *bound* (the listener keeps a copy), and a later

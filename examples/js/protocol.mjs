@@ -201,7 +201,6 @@ export function decodeRequest(buf) {
 }
 
 const GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
-const isUint = (x) => (typeof x === "bigint" && x >= 0n) || (Number.isInteger(x) && x >= 0);
 
 /** Decode a work request (v1.2 ready/leave, v1.6 feed), checked as the broker checks it. */
 export function decodeWorkRequest(buf) {
