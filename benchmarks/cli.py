@@ -37,6 +37,7 @@ SCENARIOS = (
     "cluster",
     "sinks",
     "replay",
+    "bandwidth",
 )
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"

@@ -26,6 +26,7 @@ ORDER = (
     "cluster",
     "sinks",
     "replay",
+    "bandwidth",
 )
 TITLES = {
     "freshness": "1. Freshness",
@@ -39,6 +40,7 @@ TITLES = {
     "cluster": "9. Cluster (broker sets)",
     "sinks": "10. Sinks: SQLite and PostgreSQL",
     "replay": "11. Replay timing",
+    "bandwidth": "12. Bandwidth: slow links, feeds and plain SUB",
 }
 
 SKELETON = f"""# Benchmarks

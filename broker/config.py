@@ -21,7 +21,12 @@ from framebroker.errors import ConfigError
 from framebroker.options import option
 from framebroker.security import PLAINTEXT_SERVER, ServerSecurity
 
-from .groups import DEFAULT_MAX_GROUPS, DEFAULT_MAX_WORKERS, DEFAULT_WORKER_TIMEOUT
+from .groups import (
+    DEFAULT_MAX_FEEDS,
+    DEFAULT_MAX_GROUPS,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_WORKER_TIMEOUT,
+)
 from .limits import BrokerLimits
 
 AUTO = "auto"  # work: the control endpoint's port + 2 (5558 -> 5560), see work_endpoint
@@ -35,6 +40,12 @@ DEFAULT_LOG_STATS = 10.0
 # (libzmq's and zmq.proxy's default), none. It bounds memory for a subscriber that stops
 # reading (1000 x frame size): lower it for raw high-resolution streams.
 DEFAULT_PUBLISH_HWM = 1000
+# Bytes queued per plain subscriber (broker.publish_bound): when set, the frame bound above is
+# lowered once, at bind, so that this many messages of --max-message-size fit. Off (0) by
+# default: a bound of 16 frames (1 GiB over 64 MiB) halved the 10 kB throughput and lost
+# 6 % of 500 streams for a plain subscriber (benchmarks 2 and 4); libzmq cannot bound a
+# queue by size, only by count, and only from bind time (docs/operations.md).
+DEFAULT_PUBLISH_QUEUE_BYTES = 0
 
 
 def parse_work(text: str) -> str:
@@ -63,11 +74,15 @@ class BrokerConfig:
     frame is dropped and no longer sent to new subscribers). ``forget_after``: seconds
     without a frame after which a stream leaves the registry (0 = never).
     ``log_stats``: seconds between one-line stats logs (0 = off). ``publish_hwm``: frames
-    queued per subscriber before XPUB drops for that subscriber. ``poll_ms``: the loop's
-    poll timeout, which bounds how long ``close()`` takes to take effect. ``work``: where
+    queued per plain subscriber before XPUB drops for that subscriber, lowered at bind so
+    that that many messages of ``max_message_size`` fit in ``publish_queue_bytes``
+    (broker.publish_bound: a hard bound on what one plain subscriber holds).
+    ``poll_ms``: the loop's poll timeout, which bounds how long ``close()`` takes to take
+    effect. ``work``: where
     workers of work groups ask for frames ("auto": the control port + 2, so 5560 by
     default and a free port when control binds port 0); ``max_groups``, ``max_workers``
-    (per group) bound them; a worker silent for ``worker_timeout`` seconds is dropped.
+    (per group) and ``max_feeds`` (credit-based fan-out consumers, v1.6) bound them; a
+    worker silent for ``worker_timeout`` seconds is dropped.
     ``security``: CURVE keys and allow-list (framebroker.security), plaintext by default.
     ``limits``: how many streams and subscriptions, and how many bytes of cached frames,
     the broker keeps whatever its peers send (:class:`broker.limits.BrokerLimits`).
@@ -129,7 +144,18 @@ class BrokerConfig:
             "--publish-hwm",
             type=int,
             metavar="FRAMES",
-            help="frames queued per subscriber before the broker drops frames for it",
+            help="frames queued per plain subscriber before the broker drops frames for it",
+        ),
+    )
+    publish_queue_bytes: int = field(
+        default=DEFAULT_PUBLISH_QUEUE_BYTES,
+        metadata=option(
+            "--publish-queue-bytes",
+            type=parse_bytes,
+            show=format_bytes,
+            metavar="BYTES",
+            help="bytes queued per plain subscriber at most: --publish-hwm is lowered to "
+            "BYTES / --max-message-size frames (0: frames only)",
         ),
     )
     poll_ms: int = 100
@@ -149,6 +175,15 @@ class BrokerConfig:
             type=int,
             metavar="N",
             help="workers per work group; one more is refused",
+        ),
+    )
+    max_feeds: int = field(
+        default=DEFAULT_MAX_FEEDS,
+        metadata=option(
+            "--max-feeds",
+            type=int,
+            metavar="N",
+            help="credit-based fan-out consumers (feeds) served at once; one more is refused",
         ),
     )
     worker_timeout: float = field(
@@ -191,7 +226,11 @@ class BrokerConfig:
             raise ConfigError(f"publish_hwm must be >= 1: {self.publish_hwm}")
         if not 1 <= self.poll_ms <= 1000:
             raise ConfigError(f"poll_ms must be within 1..1000: {self.poll_ms}")
-        for name in ("max_groups", "max_workers"):
+        if self.publish_queue_bytes < 0:
+            raise ConfigError(
+                f"publish_queue_bytes must be >= 0 (0 = frames only): {self.publish_queue_bytes}"
+            )
+        for name in ("max_groups", "max_workers", "max_feeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1: {getattr(self, name)}")
         if not self.worker_timeout >= 1:

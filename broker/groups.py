@@ -17,15 +17,23 @@ what it decides. The rules (docs/protocol.md, "Work groups"):
   ``received``". Frames sent but not yet received when the request was written are in
   flight and count against it, so a repeated request (a heartbeat) grants nothing twice.
 
-Memory is bounded: at most ``max_groups`` groups of ``max_workers`` workers, and per
-group at most one waiting entry per known stream (a reference to the registry's cached
-frame, not a copy). A worker silent for ``worker_timeout`` seconds is dropped; so is one
-the work port cannot reach (it disconnected).
+A *feed* (protocol v1.6, op ``feed``) is a fan-out consumer served by the same rules: a
+private group of one worker, which nobody else can join. So it gets the newest frame of
+every stream it matches, one per credit, the stream that has waited longest first (a
+replaced waiting frame keeps its stream's place), and nothing is ever queued for it. A
+new feed starts with the newest cached frame of each matching live stream waiting (the
+last value cache of the publish port), so it need not wait a frame period.
+
+Memory is bounded: at most ``max_groups`` groups of ``max_workers`` workers and
+``max_feeds`` feeds, and per group or feed at most one waiting entry per known stream (a
+reference to the registry's cached frame, not a copy). A worker or feed silent for
+``worker_timeout`` seconds is dropped; so is one the work port cannot reach.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +48,11 @@ _NS = 1_000_000_000
 DEFAULT_MAX_GROUPS = 64
 DEFAULT_MAX_WORKERS = 256  # per group
 DEFAULT_WORKER_TIMEOUT = 5.0  # seconds without a request; idle workers ask every second
+_MAX_TOPIC_CACHE = 1 << 16  # topics whose groups are cached between membership changes
+DEFAULT_MAX_FEEDS = 1024  # credit-based fan-out consumers (protocol v1.6)
+
+# The newest cached frames of the live streams a set of topic prefixes selects.
+NewestFrames = Callable[[tuple[bytes, ...]], Iterable[StreamEntry]]
 
 
 class Worker:
@@ -89,8 +102,9 @@ class Worker:
 class Group:
     """The workers of one group and the streams whose newest frame nobody has taken."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, feed: bool = False) -> None:
         self.name = name
+        self.feed = feed  # a private group of one: a fan-out consumer served by credit
         self.workers: dict[bytes, Worker] = {}
         self.idle: dict[bytes, Worker] = {}  # workers with credit left, idle longest first
         self.waiting: dict[bytes, StreamEntry] = {}  # topic -> entry, waiting longest first
@@ -156,14 +170,22 @@ class WorkGroups:
         max_groups: int = DEFAULT_MAX_GROUPS,
         max_workers: int = DEFAULT_MAX_WORKERS,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        max_feeds: int = DEFAULT_MAX_FEEDS,
+        newest: NewestFrames | None = None,
     ) -> None:
         self.max_groups = max_groups
         self.max_workers = max_workers
+        self.max_feeds = max_feeds
+        self._newest = newest
         self._timeout_ns = int(worker_timeout * _NS)
         self._groups: dict[str, Group] = {}
+        self._feeds: dict[bytes, Group] = {}  # routing id -> its private group
+        self._by_topic: dict[bytes, tuple[Group, ...]] = {}  # who wants a stream (cache)
         self._workers: dict[bytes, Worker] = {}
         self.joined = 0  # workers that joined (a reconnecting worker joins again)
         self.left = 0  # by request, timeout or disconnect
+        self.feed_sent = 0  # frames handed to feeds
+        self.feed_skipped = 0  # frames a feed had no credit for, replaced by a newer one
 
     def __bool__(self) -> bool:
         """True while any worker is present: the hot path skips everything otherwise."""
@@ -181,7 +203,9 @@ class WorkGroups:
         """
         worker = self._workers.get(wid)
         if worker is not None and (
-            worker.group.name != request.group or worker.prefixes != request.prefixes()
+            worker.group.feed != request.is_feed
+            or (not request.is_feed and worker.group.name != request.group)
+            or worker.prefixes != request.prefixes()
         ):
             self.remove(wid, "changed its group or streams")
             worker = None
@@ -193,6 +217,8 @@ class WorkGroups:
         return self._serve(worker)
 
     def _join(self, wid: bytes, request: WorkRequest, now: int) -> Worker:
+        if request.is_feed:
+            return self._join_feed(wid, request, now)
         group = self._groups.get(request.group)
         if group is None:
             if len(self._groups) >= self.max_groups:
@@ -207,10 +233,25 @@ class WorkGroups:
         worker = Worker(wid, group, request, now)
         group.workers[wid] = self._workers[wid] = worker
         group.forget_matches()
+        self._by_topic.clear()
         self.joined += 1
         log.info(
             "worker %s joined group %s (%d workers)", worker.name, group.name, len(group.workers)
         )
+        return worker
+
+    def _join_feed(self, wid: bytes, request: WorkRequest, now: int) -> Worker:
+        """A new feed: a private group whose waiting streams start as the cached newest."""
+        if len(self._feeds) >= self.max_feeds:
+            raise ProtocolError(f"the broker serves at most {self.max_feeds} feeds", kind="limit")
+        group = self._feeds[wid] = Group(f"feed {request.name or wid.hex()}", feed=True)
+        worker = Worker(wid, group, request, now)
+        group.workers[wid] = self._workers[wid] = worker
+        if self._newest is not None:
+            group.waiting = {e.topic: e for e in self._newest(worker.prefixes)}
+        self._by_topic.clear()
+        self.joined += 1
+        log.info("feed %s joined (%d feeds)", worker.name, len(self._feeds))
         return worker
 
     def _serve(self, worker: Worker) -> list[tuple[Worker, Any]]:
@@ -244,7 +285,12 @@ class WorkGroups:
         group.workers.pop(wid, None)
         group.idle.pop(wid, None)
         group.forget_matches()
+        self._by_topic.clear()
         self.left += 1
+        if group.feed:
+            del self._feeds[wid]
+            log.info("feed %s %s (%d feeds left)", worker.name, why, len(self._feeds))
+            return worker
         log.info(
             "worker %s %s group %s (%d workers left)",
             worker.name,
@@ -262,9 +308,13 @@ class WorkGroups:
         """A new frame is the stream's newest: at most one worker per group gets it."""
         topic = entry.topic
         out: list[tuple[Worker, Any]] = []
-        for group in self._groups.values():
-            if not group.matches(topic):
-                continue
+        groups = self._by_topic.get(topic)
+        if groups is None:
+            if len(self._by_topic) > _MAX_TOPIC_CACHE:
+                self._by_topic.clear()
+            every = [*self._groups.values(), *self._feeds.values()]
+            groups = self._by_topic[topic] = tuple(g for g in every if g.matches(topic))
+        for group in groups:
             worker = next((w for w in group.idle.values() if w.matches(topic)), None)
             if worker is not None:
                 group.waiting.pop(topic, None)
@@ -272,6 +322,7 @@ class WorkGroups:
                 self._update_idle(worker)
             elif topic in group.waiting:
                 group.skipped += 1  # the frame waiting there will never be handed out
+                self.feed_skipped += group.feed
                 group.waiting[topic] = entry
             else:
                 group.waiting[topic] = entry
@@ -281,9 +332,10 @@ class WorkGroups:
         """``worker`` could not be reached: drop it and offer its frame to its group only."""
         group = worker.group
         self.remove(worker.id, "is unreachable; removed from")
-        if group.name not in self._groups:
+        self.feed_sent -= group.feed  # it never left
+        if group.feed or group.name not in self._groups:
             return []
-        group.dispatched -= 1  # it never left
+        group.dispatched -= 1
         replacement = next((w for w in group.idle.values() if w.matches(entry.topic)), None)
         if replacement is None:
             group.waiting[entry.topic] = entry
@@ -292,10 +344,10 @@ class WorkGroups:
         self._update_idle(replacement)
         return out
 
-    @staticmethod
-    def _hand(worker: Worker, entry: StreamEntry) -> Any:
+    def _hand(self, worker: Worker, entry: StreamEntry) -> Any:
         worker.sent += 1
         worker.group.dispatched += 1
+        self.feed_sent += worker.group.feed
         return entry
 
     @staticmethod
@@ -314,7 +366,11 @@ class WorkGroups:
             self.remove(worker.id, f"timed out ({self._timeout_ns / _NS:g}s silent); left")
 
     def worker_count(self) -> int:
-        return len(self._workers)
+        """Workers of named groups (feeds not included)."""
+        return len(self._workers) - len(self._feeds)
+
+    def feed_count(self) -> int:
+        return len(self._feeds)
 
     def snapshot(self, now: int) -> list[GroupInfo]:
         """Every group, sorted by name. Safe to call from another thread (CPython)."""

@@ -65,7 +65,8 @@ from framebroker.transport import bind, make_socket
 from .config import BrokerConfig
 from .groups import GroupInfo, WorkGroups
 from .limits import CacheSendLimiter
-from .registry import StreamInfo, StreamRegistry
+from .publish_bound import PublishBound, publish_hwm
+from .registry import StreamEntry, StreamInfo, StreamRegistry
 from .shm_notices import ShmNotices
 from .stats import BrokerStats, Counters, StatsLog
 from .subscriptions import Subscriptions
@@ -128,9 +129,12 @@ class Broker(Service):
                 max_groups=self.config.max_groups,
                 max_workers=self.config.max_workers,
                 worker_timeout=self.config.worker_timeout,
+                max_feeds=self.config.max_feeds,
+                newest=self._newest,
             ),
             self._rlog,
         )
+        self._bound: PublishBound | None = None
         self._control = ControlPort(
             {
                 "ping": lambda: ping_fields(BROKER, __version__),
@@ -170,8 +174,12 @@ class Broker(Service):
         cfg = self.config
         ingest = self._add(make_socket(ctx, zmq.SUB, maxmsgsize=cfg.max_message_size))
         lim = cfg.limits
+        hwm = publish_hwm(cfg.publish_hwm, cfg.publish_queue_bytes, cfg.max_message_size)
         publish = self._add(
-            make_socket(ctx, zmq.XPUB, sndhwm=cfg.publish_hwm, maxmsgsize=lim.max_subscription_size)
+            make_socket(ctx, zmq.XPUB, sndhwm=hwm, maxmsgsize=lim.max_subscription_size)
+        )
+        self._bound = PublishBound(
+            publish, hwm=hwm, max_bytes=cfg.publish_queue_bytes, rlog=self._rlog
         )
         hwm, size = CONTROL_HWM, lim.max_control_size
         control = self._add(
@@ -237,6 +245,8 @@ class Broker(Service):
             stale=stale,
             forgotten=self._registry.forgotten,
             work=self._work.counters(),
+            publish_overflows=self._bound.overflows if self._bound else 0,
+            publish_hwm=self._bound.hwm if self._bound else self.config.publish_hwm,
             auth_by_socket=self._guard.rejected_by_socket,
             auth_by_reason=self._guard.rejected_by_reason,
             cached_bytes=self._registry.cached_bytes,
@@ -248,6 +258,12 @@ class Broker(Service):
     def streams(self) -> list[StreamInfo]:
         """Every known stream, sorted by id; callable from any thread."""
         return self._registry.snapshot()
+
+    def _newest(self, prefixes: tuple[bytes, ...]) -> list[StreamEntry]:
+        """The cached newest frames of the live streams ``prefixes`` select (a new feed's)."""
+        now = time.monotonic_ns()
+        found = {e.topic: e for p in prefixes for e in self._registry.matching(p, now)}
+        return list(found.values())
 
     def groups(self) -> list[GroupInfo]:
         """Every work group with its workers, sorted by name; callable from any thread."""
@@ -282,6 +298,8 @@ class Broker(Service):
                 self._shm.expire(now)
                 self._work.expire(now)
                 self._cache_limiter.prune(now)
+                if self._bound is not None:
+                    self._bound.tick()
                 if self._stats_log is not None and now >= next_stats:
                     next_stats = now + stats_every
                     self._stats_log.emit(self.stats())
@@ -289,7 +307,8 @@ class Broker(Service):
     def _drain_ingest(self, io: _Sockets) -> None:
         """The hot path: check, forward (zero copy), record and cache each frame."""
         recv = io.ingest.recv
-        send = io.publish.send
+        assert self._bound is not None
+        send = self._bound.send
         registry = self._registry
         lookup, needs_check, touch = registry.lookup, registry.needs_check, registry.touch
         now = time.monotonic_ns()  # one reading per batch: a batch takes well under 1 ms
@@ -320,8 +339,8 @@ class Broker(Service):
             except ProtocolError as exc:
                 self._drop(exc, len(buffer))
                 continue
-            send(frame, copy=False)  # first: the rest is bookkeeping, off the latency path
             size = len(buffer)
+            send(frame)  # first: the rest is bookkeeping, off the latency path
             c.frames_in += 1
             c.bytes_in += size
             c.frames_out += 1
@@ -384,7 +403,8 @@ class Broker(Service):
         sent = 0
         for entry in self._cache_limiter.select(self._registry.matching(prefix, now), now, c):
             c.cache_sends += 1  # counted first: whoever sees the frame sees the count
-            publish.send(entry.cached, copy=False)
+            assert self._bound is not None
+            self._bound.send(entry.cached)
             sent += 1
         log.debug("subscription %r: sent %d cached frame(s)", prefix, sent)
 

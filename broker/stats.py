@@ -92,6 +92,13 @@ class BrokerStats:
     work_unreachable: int = 0
     workers_joined: int = 0
     workers_left: int = 0
+    # feeds (protocol v1.6: credit-based fan-out), see WorkPort.counters
+    feeds: int = 0
+    feed_sent: int = 0
+    feed_skipped: int = 0
+    # plain subscribers' queues (broker.publish_bound)
+    publish_overflows: int = 0
+    publish_hwm: int = 0
     auth_rejected: int = 0  # client handshakes rejected by CURVE (no, unknown or wrong key)
     auth_rejected_by_socket: dict[str, int] = field(default_factory=dict)
     auth_rejected_by_reason: dict[str, int] = field(default_factory=dict)
@@ -113,6 +120,8 @@ class BrokerStats:
         auth_by_reason: Mapping[str, int] | None = None,
         cached_bytes: int = 0,
         subscription_prefixes: int = 0,
+        publish_overflows: int = 0,
+        publish_hwm: int = 0,
     ) -> BrokerStats:
         by_socket = dict(auth_by_socket or {})
         return cls(
@@ -138,6 +147,8 @@ class BrokerStats:
             rejected_by_reason=dict(c.rejected_by_reason),
             cached_bytes=cached_bytes,
             subscription_prefixes=subscription_prefixes,
+            publish_overflows=publish_overflows,
+            publish_hwm=publish_hwm,
         )
 
     def to_map(self) -> dict[str, Any]:

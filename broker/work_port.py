@@ -120,4 +120,7 @@ class WorkPort:
             "workers_left": self.groups.left,
             "groups": len(self.groups),
             "workers": self.groups.worker_count(),
+            "feeds": self.groups.feed_count(),
+            "feed_sent": self.groups.feed_sent,
+            "feed_skipped": self.groups.feed_skipped,
         }

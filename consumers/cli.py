@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PROCESSOR",
         help=f"a built-in: {builtins}; or module:function or path/to/file.py:function",
     )
-    add_options(parser, ConsumerConfig, only=("streams", "name", "group"))
+    add_options(parser, ConsumerConfig, only=("streams", "name", "group", "plain_sub"))
     add_broker_options(parser, "publish", "results", "work")
     add_options(parser, ConsumerConfig, only=("acked_results", "sink"))
     add_option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,8 @@ from framebroker.work_protocol import MAX_GROUP_PATTERNS, validate_group
 
 DEFAULT_RESULT_BUFFER = 1000  # results queued for a slow or absent sink before dropping
 DEFAULT_AGES_KEPT = 1000  # recent frame ages kept for stats
+DEFAULT_PUBLISH = connect_endpoint("127.0.0.1", PUBLISH_PORT)
+DEFAULT_WORK = connect_endpoint("127.0.0.1", WORK_PORT)
 
 
 def default_name() -> str:
@@ -96,9 +99,14 @@ class ConsumerConfig:
     port + 2 (the sink's default), as for ``framebroker consume``.
     ``streams`` are patterns: ``"cam1"`` exactly, ``"site1/"`` or ``"site1/*"`` a group,
     ``"*"`` everything. ``fps`` caps processing per stream; ``duration`` stops ``run()``.
-    ``group`` makes the consumer a worker of that work group (protocol v1.2): instead of
-    subscribing on ``publish`` it asks the broker's ``work`` endpoint for one frame at a
-    time and gets the newest frame no other worker of the group has taken.
+    ``group`` makes the consumer a worker of that work group (protocol v1.2): it asks the
+    broker's ``work`` endpoint for one frame at a time and gets the newest frame no other
+    worker of the group has taken. Without it the consumer is a *feed* (protocol v1.6):
+    it gets every stream it matches from the same ``work`` endpoint, by credit, so no
+    backlog builds on a slow path; ``plain_sub`` makes it a plain SUB on ``publish``
+    instead (every frame the path carries, and the backlog when it cannot). ``plain_sub``
+    None (the default) means a feed, unless ``publish`` was set and ``work`` was not
+    (the broker's work port is then unknown): a plain SUB, with a warning.
     ``shm`` (default True): frames whose producer writes shared memory on this host are
     read from it (a numpy view of the slot, no copy); False: always over the network.
     ``sink``: a sink set (``"s1,s2"`` or a DNS name resolving to every sink): results go
@@ -111,7 +119,7 @@ class ConsumerConfig:
         default_factory=default_name,
         metadata=option("--name", help="consumer name in results (default HOST-PID)"),
     )
-    publish: str = connect_endpoint("127.0.0.1", PUBLISH_PORT)
+    publish: str = DEFAULT_PUBLISH
     results: str | None = connect_endpoint("127.0.0.1", RESULTS_PORT)
     acked_results: str | None = field(
         default=AUTO,
@@ -177,15 +185,26 @@ class ConsumerConfig:
             "fan-out)",
         ),
     )
-    work: str = connect_endpoint("127.0.0.1", WORK_PORT)
+    plain_sub: bool | None = field(
+        default=None,
+        metadata=option(
+            "--plain-sub",
+            type=parse_bool,
+            help="take frames as a plain SUB on the publish port instead of by credit: every "
+            "frame the path carries, but a path slower than the streams queues frames in the "
+            "broker and the kernel, so frames arrive seconds old. Default: by credit (a feed "
+            "on --work), unless --publish is given without --work",
+        ),
+    )
+    work: str = DEFAULT_WORK
     shm: bool = field(
         default=True,
         metadata=option(
             "--shm",
             type=parse_bool,
             help="read frames from shared memory when their producer runs on this host (only "
-            "a descriptor crosses the network), over the network otherwise; 0: always the "
-            "network",
+            "a descriptor crosses the network), over the network otherwise; --no-shm: always "
+            "the network",
         ),
     )
     security: ClientSecurity = PLAINTEXT_CLIENT  # CURVE keys for the broker and the sink
@@ -214,14 +233,34 @@ class ConsumerConfig:
             except ProtocolError as exc:
                 raise ConfigError(f"bad stream pattern {pattern!r}: {exc}") from None
         object.__setattr__(self, "streams", streams)
+        check_endpoints(self.work)  # one broker or a set, as publish
+        if self.plain_sub is None:
+            object.__setattr__(self, "plain_sub", self._auto_plain_sub())
         if self.group is not None:
             self._check_group(streams)
+        elif not self.plain_sub and len(streams) > MAX_GROUP_PATTERNS:
+            raise ConfigError(
+                f"a feed takes at most {MAX_GROUP_PATTERNS} stream patterns (or use --plain-sub)"
+            )
         _check_positive("fps", self.fps)
         _check_positive("duration", self.duration)
         for name in ("workers", "result_buffer", "ages_kept"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, not {value!r}")
+
+    def _auto_plain_sub(self) -> bool:
+        """A publish endpoint of its own but the default work endpoint: the broker's work
+        port is unknown (a broker on other ports), so take frames by plain SUB, and say so."""
+        plain = self.publish != DEFAULT_PUBLISH and self.work == DEFAULT_WORK
+        if plain and self.group is None:
+            logging.getLogger("framebroker.consumer").warning(
+                "--publish %s given without --work: taking frames as a plain SUB, which "
+                "queues frames on a slow path; give the broker's --work endpoint to take "
+                "them by credit",
+                self.publish,
+            )
+        return plain
 
     def _check_sink_set(self) -> None:
         parse_hosts(self.sink or "")
@@ -244,7 +283,6 @@ class ConsumerConfig:
             validate_group(self.group or "")
         except ProtocolError as exc:
             raise ConfigError(str(exc)) from None
-        check_endpoints(self.work)
         if self.fps is not None:
             raise ConfigError(
                 "--fps does not apply to a work group: the group's workers share the frames "

@@ -42,7 +42,7 @@ class Receiver:
 
     def __init__(
         self,
-        sock: zmq.Socket[Any],
+        sock: zmq.Socket[Any] | None,
         slots: LatestSlots,
         stats: ConsumerStats,
         bad_input: RateLimitedLog,
@@ -66,7 +66,8 @@ class Receiver:
         self.error: BaseException | None = None  # why the thread ended early, if it did
 
     def run(self, stop: threading.Event) -> None:
-        resolver = self.resolver
+        resolver, sock = self.resolver, self._sock
+        assert sock is not None, "a plain receiver reads its SUB socket"
         try:
             while not stop.is_set():
                 if self._tick is not None:
@@ -74,10 +75,10 @@ class Receiver:
                 if resolver is not None:
                     resolver.check()
                 try:
-                    message = self._sock.recv(zmq.NOBLOCK, copy=False)
+                    message = sock.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     self._check_link()
-                    self._sock.poll(POLL_MS)
+                    sock.poll(POLL_MS)
                     continue
                 self.handle(message.buffer)
         except zmq.ZMQError as exc:
@@ -92,10 +93,12 @@ class Receiver:
                 resolver.close()
 
     def _subscribe(self, topic: bytes) -> None:
-        self._sock.setsockopt(zmq.SUBSCRIBE, topic)
+        if self._sock is not None:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic)
 
     def _unsubscribe(self, topic: bytes) -> None:
-        self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
+        if self._sock is not None:
+            self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
 
     def _check_link(self) -> None:
         """Read the connection monitor now and then (idle moments only, at most every
@@ -105,30 +108,34 @@ class Receiver:
             self._link_due = now + LINK_CHECK_S
             self._link.poll()
 
-    def handle(self, data: memoryview) -> None:
-        """Decode one message and offer it to the slots; count what happened."""
+    def handle(self, data: memoryview) -> Frame | None:
+        """Decode one message and offer it to the slots; count what happened. The frame
+        (from the message or the shared memory it describes), or None for anything else."""
         if is_system_message(data):  # the broker's own topics: not frames
             if self.resolver is not None and (is_descriptor_message(data) or is_beacon(data)):
-                self._resolve(self.resolver, data)
-            return
+                return self._resolve(self.resolver, data)
+            return None
         self._stats.received += 1
         try:
             message = decode_frame(data)
         except ProtocolError as exc:
             self._malformed(data, exc)
-            return
-        self._offer(Frame.from_message(message, time.time_ns()))
+            return None
+        frame = Frame.from_message(message, time.time_ns())
+        self._offer(frame)
+        return frame
 
-    def _resolve(self, resolver: FrameResolver, data: memoryview) -> None:
+    def _resolve(self, resolver: FrameResolver, data: memoryview) -> Frame | None:
         """A descriptor: a frame read from shared memory, or a stream's path decided."""
         try:
             frame = resolver.resolve(data, time.time_ns())
         except ProtocolError as exc:
             self._malformed(data, exc)
-            return
+            return None
         if frame is not None:
             self._stats.received += 1
             self._offer(frame)
+        return frame
 
     def _malformed(self, data: memoryview, exc: ProtocolError) -> None:
         self._stats.malformed += 1

@@ -2,9 +2,14 @@
 
 ::
 
-    SUB --(receive thread: drain, decode header)--> LatestSlots --(run(): take)--> processor
-                                                                          |
-                        PUSH or DEALER with acknowledgements (NOBLOCK) <-- ResultMessage
+    feed (DEALER per broker, by credit) or SUB --(receive thread: decode header)-->
+        LatestSlots --(run(): take)--> processor --> ResultMessage --> PUSH or DEALER
+                                                     with acknowledgements (NOBLOCK)
+
+By default the receive thread is a *feed* (:mod:`~consumers.feed`, protocol v1.6): it asks
+each broker's work port for the newest frames of its streams by credit, so no backlog can
+build on a slow path (frames a producer writes to shared memory on this host are read
+there, by descriptor). ``config.plain_sub`` makes it a plain SUB on the publish port.
 
 With ``config.group`` set the consumer is a worker of a work group instead: no SUB and no
 receive thread; ``run()`` asks the broker's work port for one frame at a time through a
@@ -26,7 +31,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.endpoints import Connections, EndpointSet, connect_all
+from framebroker.endpoints import Connections, EndpointSet
 from framebroker.errors import ProcessorError, TransportError
 from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
@@ -35,6 +40,7 @@ from framebroker.service import Service
 from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
+from .feed import connect_receiver, source_of
 from .frame import Frame
 from .processors import Processor, processor_name
 from .receiver import Receiver
@@ -77,7 +83,8 @@ class Consumer(Service):
         self._slots = LatestSlots(fps=config.fps)
         self._context = context
         self._owns_context = context is None
-        self._sub: zmq.Socket[Any] | None = None
+        self._sub: zmq.Socket[Any] | None = None  # the SUB of --plain-sub or shared memory
+        self._receiver: Receiver | None = None
         self._dealer: zmq.Socket[Any] | None = None
         self._work: WorkClient | WorkSet | None = None
         self._endpoints: EndpointSet | None = None
@@ -99,13 +106,15 @@ class Consumer(Service):
             self._context = zmq.Context()
         security = self.config.security
         if self.config.group is None:
-            self._sub = make_socket(self._context, zmq.SUB)
-            for prefix in self.config.receive_subscriptions():
-                self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
-            security.secure(self._sub, "broker")
-            # the monitor first (no event missed): refused handshakes to any broker retried
-            self._sub_link = self._watch(LinkMonitor(self._sub, self.config.publish))
-            self._endpoints, self._connections = connect_all(self._sub, self.config.publish)
+            self._receiver, self._endpoints = connect_receiver(
+                self._frame_socket,
+                self._watch,
+                self._context,
+                self.config,
+                self._slots,
+                self.stats,
+                self._bad_input,
+            )
         else:
             self._endpoints, self._work = work_client(
                 self._context,
@@ -124,13 +133,16 @@ class Consumer(Service):
             self.name,
             processor_name(self.processor),
             ",".join(self.config.streams),
-            self.config.publish
-            if self.config.group is None
-            else f"{self.config.work} as a worker of group {self.config.group}",
+            source_of(self.config),
             self._results_where(),
         )
         servers = ("broker", "sink") if self._push is not None else ("broker",)
         log.info("consumer %s security: %s", self.name, security.describe(*servers))
+
+    def _frame_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
+        assert self._context is not None
+        self._sub = make_socket(self._context, kind, **options)
+        return self._sub
 
     def _dealer_socket(self, kind: int, **options: Any) -> zmq.Socket[Any]:
         assert self._context is not None
@@ -167,19 +179,9 @@ class Consumer(Service):
 
     def _start_receiver(self) -> tuple[Receiver | None, threading.Thread | None]:
         """The receive thread that fills the slots (none for a worker of a group)."""
-        if self._sub is None:
+        receiver = self._receiver
+        if receiver is None:
             return None, None
-        tick = self._connections.sync if self._connections is not None else None
-        receiver = Receiver(
-            self._sub,
-            self._slots,
-            self.stats,
-            self._bad_input,
-            tick=tick,
-            link=self._sub_link,
-            shm=self.config.uses_shm,
-            fallback=tuple(self.config.subscriptions()),
-        )
         thread = threading.Thread(
             target=receiver.run, args=(self._stopping,), name=f"{self.name}-receive", daemon=True
         )
@@ -274,6 +276,7 @@ class Consumer(Service):
             if sock is not None:
                 sock.close()
         self._sub = self._dealer = self._push = None
+        self._receiver = None
         self._work = None
         self._sender = None
         if self._owns_context and self._context is not None:

@@ -37,6 +37,7 @@ def subscribe(
     send_results: bool = True,
     work: str | None = None,
     group: str | None = None,
+    plain_sub: bool | None = None,
     name: str | None = None,
     fps: float | None = None,
     duration: float | None = None,
@@ -60,7 +61,11 @@ def subscribe(
     the ``results`` port + 2; kept and resent until stored); ``acked_results=None`` (or
     ``"none"``) PUSHes them at most once; ``send_results=False`` connects to no sink.
     ``group``: share the frames with the other workers of that work group, each frame to
-    one of them. ``name``: the consumer name results are stored under (default HOST-PID).
+    one of them. Frames come by credit (a feed, protocol v1.6: a slow link never holds a
+    backlog); ``plain_sub=True`` takes them from a plain SUB instead (None: by credit unless
+    ``publish`` is given without ``work``), every frame the path carries and a growing
+    backlog when it cannot. ``name``: the consumer name results are stored under (default
+    HOST-PID).
     ``fps``: at most this many frames per second per stream. ``duration``: iteration ends
     after that many seconds; ``timeout``: when no frame came for that many seconds.
     ``shm``: read frames from shared memory when their producer writes it on this host
@@ -78,6 +83,7 @@ def subscribe(
         send_results=send_results,
         work=work,
         group=group,
+        plain_sub=plain_sub,
         name=name,
         fps=fps,
         duration=duration,
@@ -99,6 +105,7 @@ def subscription_config(
     send_results: bool,
     work: str | None,
     group: str | None,
+    plain_sub: bool | None,
     name: str | None,
     fps: float | None,
     duration: float | None,
@@ -123,6 +130,7 @@ def subscription_config(
         fps=fps,
         duration=duration,
         group=group or None,
+        plain_sub=plain_sub,
         work=work or broker_endpoints(broker, WORK_PORT),
         shm=shm,
         security=security or PLAINTEXT_CLIENT,

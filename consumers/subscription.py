@@ -10,12 +10,14 @@
 
 It is ``framebroker consume`` turned inside out: your loop takes the frames instead of a
 processor being called with them, on the same machinery. Without ``group``, a receive
-thread (:class:`~.receiver.Receiver`) drains a SUB socket into :class:`~.slots.LatestSlots`,
-which keeps only the newest frame per stream and refuses frames already seen (the broker's
-last-value cache re-sends its newest frame to each new subscription): however slowly you
-iterate, the next frame is the newest one. With ``group`` the subscription is a worker of
-that work group (:class:`~.work_client.WorkClient`): each ``latest()`` asks the broker for
-one frame, the newest no other worker of the group has taken, and no thread runs.
+thread (:class:`~.receiver.Receiver`) fills :class:`~.slots.LatestSlots`,
+which keeps only the newest frame per stream and refuses frames already seen: however
+slowly you iterate, the next frame is the newest one. The thread is a feed by default
+(:class:`~.feed.FeedReceiver`: frames by credit from each broker's work port, so a slow
+link never holds a backlog) or, with ``plain_sub``, a SUB on the publish port. With
+``group`` the subscription is a worker of that work group (:class:`~.work_client.
+WorkClient`): each ``latest()`` asks the broker for one frame, the newest no other worker
+of the group has taken, and no thread runs.
 
 Results go to the sink as ``consume`` sends them (:func:`~.results.connect_sender`):
 acknowledged by default, kept until the sink has stored them. Use one subscription from
@@ -32,7 +34,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.endpoints import EndpointSet, connect_all
+from framebroker.endpoints import EndpointSet
 from framebroker.errors import ConfigError, ProcessorError, TransportError
 from framebroker.link import LinkMonitor
 from framebroker.protocol import ResultMessage
@@ -40,6 +42,7 @@ from framebroker.ratelimit import RateLimitedLog
 from framebroker.transport import make_socket
 
 from .config import ConsumerConfig
+from .feed import connect_receiver, source_of
 from .frame import Frame
 from .receiver import Receiver
 from .results import AckedSender, Sender, connect_sender
@@ -113,25 +116,13 @@ class Subscription:
                 self._ends_at = time.monotonic() + self.config.duration
 
     def _open(self) -> None:
-        config, security = self.config, self.config.security
+        config = self.config
         self._context = context = zmq.Context()
         if config.group is None:
-            sub = self._socket(zmq.SUB)
-            for prefix in config.receive_subscriptions():
-                sub.setsockopt(zmq.SUBSCRIBE, prefix)
-            security.secure(sub, "broker")
-            link = self._watch(LinkMonitor(sub, config.publish))  # before any connect
-            self._endpoints, connections = connect_all(sub, config.publish)
-            self._receiver = Receiver(
-                sub,
-                self._slots,
-                self.stats,
+            self._receiver, self._endpoints = connect_receiver(
+                self._socket, self._watch, context, config, self._slots, self.stats,
                 self._bad_input,
-                tick=connections.sync,
-                link=link,
-                shm=config.uses_shm,
-                fallback=tuple(config.subscriptions()),
-            )
+            )  # fmt: skip
         else:
             self._endpoints, self._work = work_client(
                 context, config, self.stats, self._bad_input, self._socket, self._watch
@@ -149,9 +140,11 @@ class Subscription:
                 daemon=True,
             )
             self._thread.start()
-        where = config.publish if config.group is None else f"{config.work} (group {config.group})"
         log.info(
-            "subscription %s: streams %s from %s", config.name, ",".join(config.streams), where
+            "subscription %s: streams %s from %s",
+            config.name,
+            ",".join(config.streams),
+            source_of(config),
         )
 
     def _watch(self, link: LinkMonitor) -> LinkMonitor:

@@ -41,6 +41,7 @@ CAPABILITIES = (
     Capability("broker_set", 3, (BROKER,), "one of a broker set: liveness pings, placement"),
     Capability("shared_memory", 4, (BROKER,), "descriptors and notices on $shm/ topics"),
     Capability("sink_control", 5, (SINK,), "the sink's control port 5561: ping and stats"),
+    Capability("feeds", 6, (BROKER,), "feeds: fan-out by credit, the feed op on port 5560"),
 )
 
 PROTOCOL_VERSION = (PROTOCOL_MAJOR, max(c.minor for c in CAPABILITIES))

@@ -1,4 +1,5 @@
-"""Protocol v1.2, work groups: the one message a worker sends to the broker's work port.
+"""Protocol v1.2, work groups (and v1.6, feeds): what a worker or a credit-based fan-out
+consumer sends to the broker's work port.
 
 Pure, like :mod:`framebroker.protocol` (whose stream rules it shares; maps are read with
 :mod:`framebroker.wire`): bytes in, typed objects out. The normative description is
@@ -16,6 +17,11 @@ that the worker had not yet received when it wrote the request, so a request may
 repeated (as a heartbeat) without ever granting more than ``credit`` frames in flight.
 ``{"op": "leave"}`` withdraws the worker. The broker answers only with frame messages
 (exactly as on the publish port) or, for a bad request, a control error reply map.
+
+v1.6 adds ``{"op": "feed", "streams": [...], "credit": 4, "received": 41}``: the same
+credit, for a *feed*, a fan-out consumer that gets every stream it matches (the newest
+frame of each, longest-waiting stream first) but only as many frames as it asked for. It
+is a private group of one that nobody else can join, so it shares the group's rules.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from framebroker.protocol import subscription_for, validate_stream_id
 from framebroker.wire import PROTOCOL_MAJOR, is_uint, str_field, unpack, version_of
 
 VERSION_GROUPS = (PROTOCOL_MAJOR, 2)  # v1.2: work groups
-WORK_OPS = ("ready", "leave")
+VERSION_FEEDS = (PROTOCOL_MAJOR, 6)  # v1.6: feeds (credit-based fan-out)
+WORK_OPS = ("ready", "feed", "leave")
 MAX_CREDIT = 16  # frames one worker may have in flight; the broker clamps larger credit
 MAX_GROUP_PATTERNS = 64  # stream patterns in one request
 GROUP_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
@@ -51,9 +58,10 @@ def validate_group(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkRequest:
-    """A worker's ``ready`` (join, ask for frames, heartbeat) or ``leave``."""
+    """A worker's ``ready`` (join, ask for frames, heartbeat), a feed's ``feed`` (the same
+    for a private fan-out subscription, no group) or ``leave``."""
 
-    op: str  # "ready" | "leave"
+    op: str  # "ready" | "feed" | "leave"
     group: str = ""
     streams: tuple[str, ...] = ()  # patterns, as a consumer's --streams: cam1, site1/, *
     credit: int = 0
@@ -65,13 +73,18 @@ class WorkRequest:
         """The topic prefixes the worker's patterns select (as SUB subscriptions would)."""
         return tuple(subscription_for(p) for p in self.streams)
 
+    @property
+    def is_feed(self) -> bool:
+        return self.op == "feed"
+
     def to_map(self) -> dict[str, object]:
         if self.op == "leave":
             return {"v": list(self.version), "op": "leave"}
+        group = {} if self.op == "feed" else {"group": self.group}
         return {
             "v": list(self.version),
-            "op": "ready",
-            "group": self.group,
+            "op": self.op,
+            **group,
             "streams": list(self.streams),
             "credit": self.credit,
             "received": self.received,
@@ -94,7 +107,7 @@ def decode_work_request(data: bytes | memoryview) -> WorkRequest:
     if op == "leave":
         return WorkRequest(op="leave", version=version)
     try:
-        group = validate_group(str_field(m, "group"))
+        group = "" if op == "feed" else validate_group(str_field(m, "group"))
         streams = _patterns(m["streams"])
         credit, received = m["credit"], m["received"]
         name = str_field(m, "name") if "name" in m else ""
@@ -107,7 +120,7 @@ def decode_work_request(data: bytes | memoryview) -> WorkRequest:
     if len(name.encode()) > MAX_WORKER_NAME:
         raise ProtocolError(f"worker name longer than {MAX_WORKER_NAME} bytes", data)
     return WorkRequest(
-        op="ready",
+        op=op,
         group=group,
         streams=streams,
         credit=min(credit, MAX_CREDIT),

@@ -128,10 +128,14 @@ class Network:
         workdir: Path,
         hosts: Sequence[str],
         aliases: Mapping[str, str] | None = None,
+        *,
+        tag: str = "fb",
+        subnet: str | None = None,
     ) -> None:
         self.workdir = workdir
-        self.tag = "fb" + secrets.token_hex(3)  # interface names must stay under 16 chars
-        self.subnet = f"10.77.{secrets.randbelow(254) + 1}"
+        # interface names must stay under 16 chars: tag + 6 hex + "h" + index + "s"
+        self.tag = tag + secrets.token_hex(3)
+        self.subnet = subnet or f"10.77.{secrets.randbelow(254) + 1}"
         self.hosts = {name: Host(self, name, i) for i, name in enumerate(hosts)}
         self.aliases = dict(aliases or {})
         self.switch = f"{self.tag}-sw"

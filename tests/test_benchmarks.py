@@ -28,6 +28,7 @@ SCENARIOS = {
     "cluster",
     "sinks",
     "replay",
+    "bandwidth",
 }
 
 

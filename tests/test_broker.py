@@ -361,7 +361,7 @@ def test_control_ops_and_bad_requests(broker, ctx):
     ping = control.request(broker.control_endpoint, "ping")
     assert ping["ok"] is True and ping["version"] and ping["server"] == "broker"
     assert ping["protocol"] == list(PROTOCOL_VERSION) and ping["protocol"] >= [1, 3]
-    assert ping["capabilities"] == ["broker_set", "shared_memory", "work_groups"]
+    assert ping["capabilities"] == ["broker_set", "feeds", "shared_memory", "work_groups"]
     stats = control.request(broker.control_endpoint, "stats")
     for key in ("uptime_s", "frames_in", "frames_out", "bytes_in", "malformed", "disconnects"):
         assert key in stats

@@ -119,8 +119,8 @@ class Cameras:
 class Watcher:
     """A subscription to the whole set in a thread; records every frame it hands out."""
 
-    def __init__(self, spec: str) -> None:
-        self.sub = framebroker.subscribe("*", spec, send_results=False, name="watcher")
+    def __init__(self, spec: str, *, shm: bool = True) -> None:
+        self.sub = framebroker.subscribe("*", spec, send_results=False, name="watcher", shm=shm)
         self.frames: list[tuple[float, str, int, int, int]] = []  # t, stream, session, seq, age
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -151,8 +151,16 @@ class Watcher:
             last[stream] = (session, seq)
 
 
-def test_streams_are_placed_fail_over_after_kill_9_and_return(brokers: BrokerSet):
-    watcher = Watcher(brokers.spec)
+def feeds(host: str) -> int:
+    return int(control.request(f"tcp://{host}:5558", "stats", timeout=2.0)["feeds"])
+
+
+@pytest.mark.parametrize("shm", [True, False], ids=["shared-memory", "network"])
+def test_streams_are_placed_fail_over_after_kill_9_and_return(brokers: BrokerSet, shm: bool):
+    """The default subscriber is a feed: by credit from every broker of the set. With shared
+    memory on, it asks for the streams the brokers' network notices name (a Publisher
+    writes no shared memory), so it is a feed of every broker in both cases."""
+    watcher = Watcher(brokers.spec, shm=shm)
     try:
         with Cameras(brokers.spec):
             # placement: each broker serves exactly the streams that rank it first
@@ -160,6 +168,8 @@ def test_streams_are_placed_fail_over_after_kill_9_and_return(brokers: BrokerSet
                 mine = {s for s in STREAMS if brokers.owner_host(s) == host}
                 wait_until(lambda h=host, m=mine: brokers.live_streams(h) == m, 10, host)
             wait_until(lambda: {f[1] for f in watcher.frames} == set(STREAMS), 10)
+            # one feed per broker
+            wait_until(lambda: [feeds(h) for h in brokers.hosts] == [1, 1, 1], 10, "feeds")
             # kill -9 the broker serving the most streams
             victim = max(brokers.hosts, key=lambda h: brokers.owned(h))
             moved = [s for s in STREAMS if brokers.owner_host(s) == victim]

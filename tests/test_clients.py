@@ -195,6 +195,9 @@ def test_client_passes_the_vectors(client):
 def test_client_decodes_frames_and_sends_results(client, cluster, encoding):
     name, command = client
     stream, consumer = STREAMS[encoding], f"{name}-client-{encoding}"
+    # the JS client subscribes as a feed (by credit, v1.6); the C one as a plain SUB
+    work = ["--work", work_endpoint(cluster.control)] if name == "js" else []
+    sent_before = request(cluster.control, "stats")["feed_sent"]
     sub = run(
         command,
         "subscribe",
@@ -202,6 +205,7 @@ def test_client_decodes_frames_and_sends_results(client, cluster, encoding):
         stream,
         "--publish",
         cluster.publish,
+        *work,
         "--results",
         cluster.results,
         "--name",
@@ -211,8 +215,10 @@ def test_client_decodes_frames_and_sends_results(client, cluster, encoding):
         "--timeout",
         "15",
     )
+    feed_sent = request(cluster.control, "stats")["feed_sent"] - sent_before
     assert sub.returncode == 0, sub.stdout + sub.stderr
     assert f"{N} frames decoded, 0 malformed" in sub.stderr, sub.stderr
+    assert (feed_sent >= N) if name == "js" else (feed_sent == 0), feed_sent
     frames = [json.loads(line) for line in sub.stdout.splitlines()]
     assert len(frames) == N, sub.stdout
     assert {f["stream"] for f in frames} == {stream}
@@ -313,7 +319,8 @@ def test_worker_shares_a_stream_with_a_python_worker(client, cluster, tmp_path):
 
 
 def test_js_client_subscribes_to_a_broker_set_across_a_kill_9(js_client, tmp_path):
-    """One SUB connected to every broker of a set (protocol v1.3, examples/js/brokerset.mjs).
+    """A feed of every broker of a set (one DEALER each, v1.6; a plain SUB connects to all,
+    v1.3, examples/js/brokerset.mjs).
 
     Two brokers on their own loopback addresses (default ports); the stream's producer is
     given the set and publishes to the stream's owner. Halfway through, the owner is killed

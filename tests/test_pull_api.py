@@ -273,7 +273,7 @@ def test_parameters_have_the_names_and_defaults_of_consume_flags() -> None:
     shared = set(params) & set(defaults)
     assert shared == {
         *("streams", "broker", "publish", "results", "acked_results", "send_results"),
-        *("work", "group", "name", "fps", "duration", "shm"),
+        *("work", "group", "plain_sub", "name", "fps", "duration", "shm"),
     }
     for name in shared:
         assert params[name].default == defaults[name], name

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from framebroker import control_protocol, protocol
+from framebroker import control_protocol, protocol, work_protocol
 from framebroker.capabilities import PROTOCOL_VERSION, capabilities
 from framebroker.errors import ProtocolError
 from tests.vectors import generate
@@ -76,6 +76,11 @@ def request_outcome(data: bytes) -> dict[str, Any]:
     return {"op": request["op"], "v": request["v"]}
 
 
+def work_outcome(data: bytes) -> dict[str, Any]:
+    request = work_protocol.decode_work_request(data)
+    return {"op": request.op, "v": list(request.version)}
+
+
 def reply_outcome(data: bytes) -> dict[str, Any]:
     return control_protocol.decode_reply(data)
 
@@ -85,6 +90,7 @@ DECODERS = {
     "result": result_outcome,
     "request": request_outcome,
     "reply": reply_outcome,
+    "work": work_outcome,
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from framebroker import control
 from tests.conftest import ROOT, free_port, require, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +36,8 @@ pytestmark = pytest.mark.slow
 
 class Pipeline:
     def __init__(self, cli, tmp_path: Path) -> None:
-        ports = {name: free_port() for name in ("ingest", "publish", "control", "results")}
+        names = ("ingest", "publish", "control", "results", "work")
+        ports = {name: free_port() for name in names}
         self.ep = {k: f"tcp://127.0.0.1:{p}" for k, p in ports.items()}
         self.db = tmp_path / "results.sqlite"
         self.http_port = free_port()
@@ -49,6 +51,8 @@ class Pipeline:
             ep["publish"],
             "--control",
             ep["control"],
+            "--work",
+            ep["work"],
             "--log-stats",
             "0",
         )
@@ -68,6 +72,8 @@ class Pipeline:
                 "5",
                 "--publish",
                 ep["publish"],
+                "--work",
+                ep["work"],
                 "--results",
                 ep["results"],
             )
@@ -75,6 +81,8 @@ class Pipeline:
             "view",
             "--publish",
             ep["publish"],
+            "--work",
+            ep["work"],  # frames by credit (a feed), as the consumers
             "--control",
             ep["control"],
             "--db",
@@ -120,6 +128,8 @@ def pipeline(cli, tmp_path):
 
 
 def test_viewer_lists_streams_serves_snapshots_and_mjpeg(pipeline):
+    # the viewer and both consumers take their frames by credit: three feeds
+    wait_until(lambda: control.request(pipeline.ep["control"], "stats")["feeds"] == 3, timeout=10)
     streams = pipeline.ready()
     assert streams is not None
     cam = streams["site1/cam1"]

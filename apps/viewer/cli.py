@@ -16,7 +16,7 @@ from .service import Viewer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_broker_options(parser, "publish", "control")
+    add_broker_options(parser, "publish", "control", "work")
     add_options(parser, ViewerConfig)
     add_client_security_options(parser, "broker")
 
@@ -27,6 +27,7 @@ def viewer_config(args: argparse.Namespace) -> ViewerConfig:
         args,
         publish=resolve_endpoint(args, "publish"),
         control=resolve_endpoint(args, "control"),
+        work=resolve_endpoint(args, "work"),
         security=client_security(args, "broker"),
     )
 

@@ -1,6 +1,8 @@
 """FrameHub: the newest frame of each stream, and a way to wait for a newer one.
 
-A task on the event loop drains an asyncio SUB socket as fast as frames come and keeps one
+A task on the event loop takes frames by credit from each broker's work port (a feed,
+:class:`~.feed.ViewerFeed`, the default: a slow link never holds a queue of old frames)
+or, with ``plain_sub``, drains an asyncio SUB socket as fast as frames come, and keeps one
 :class:`LatestFrame` per stream, replacing the previous one. Clients wait with
 :meth:`FrameHub.wait_newer` for a frame newer than the one they had; whatever frames came
 in the meantime were simply replaced. JPEG streams are passed through as they are; raw
@@ -25,10 +27,12 @@ from framebroker.endpoints import Connections, EndpointSet, connect_all
 from framebroker.errors import CodecError, ProtocolError
 from framebroker.link import LinkMonitor
 from framebroker.ordering import is_newer
-from framebroker.protocol import FrameHeader, decode_frame, is_system_message
+from framebroker.protocol import FrameHeader, FrameMessage, decode_frame, is_system_message
 from framebroker.ratelimit import RateLimitedLog
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
 from framebroker.transport import make_socket
+
+from .feed import ViewerFeed
 
 log = logging.getLogger("framebroker.viewer")
 LINK_POLL_S = 0.5  # how often the connection monitor is read
@@ -66,17 +70,24 @@ SYNC_S = 1.0  # longest wait for a frame before the broker set is looked at agai
 
 
 class FrameHub:
-    """Subscribes to the broker's publish endpoint; keeps the newest frame per stream."""
+    """Takes frames from the brokers (by credit from ``work``, or with ``work=None`` as a
+    plain SUB on ``publish``); keeps the newest frame per stream."""
 
     def __init__(
         self,
         publish: str,
         subscriptions: Sequence[bytes] = (b"",),
         security: ClientSecurity = PLAINTEXT_CLIENT,
+        *,
+        work: str | None = None,
+        streams: tuple[str, ...] = ("*",),
     ) -> None:
         self.publish = publish
         self.subscriptions = tuple(subscriptions)
         self.security = security
+        self.work = work
+        self.streams = streams
+        self._feed: ViewerFeed | None = None
         self.frames: dict[str, LatestFrame] = {}
         self.received = 0  # frame messages taken off the socket
         self.malformed = 0
@@ -93,6 +104,12 @@ class FrameHub:
 
     async def start(self) -> None:
         self._ctx = zmq.asyncio.Context()
+        if self.work is not None:
+            self._feed = ViewerFeed(
+                self._ctx, self.work, self.streams, self.security, self._offer_message, self._bad
+            )
+            self._task = asyncio.create_task(self._feed.run(), name="viewer-feed")
+            return
         sock: Any = make_socket(self._ctx, zmq.SUB)
         for prefix in self.subscriptions:
             sock.setsockopt(zmq.SUBSCRIBE, prefix)
@@ -110,6 +127,9 @@ class FrameHub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._watch = None
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
         if self._link is not None:
             self._link.close()
             self._link = None
@@ -154,6 +174,10 @@ class FrameHub:
                 self._bad.warning("malformed", "viewer: dropped a malformed frame: %s", exc)
                 continue
             self.offer(message.header, bytes(message.payload))
+
+    def _offer_message(self, message: FrameMessage) -> None:
+        self.received += 1
+        self.offer(message.header, bytes(message.payload))
 
     def offer(self, header: FrameHeader, payload: bytes) -> None:
         """Make this the stream's newest frame and wake whoever waits for it."""

@@ -45,7 +45,13 @@ class Viewer(Service):
     def __init__(self, config: ViewerConfig) -> None:
         super().__init__()
         self.config = config
-        self.hub = FrameHub(config.publish, config.subscriptions, config.security)
+        self.hub = FrameHub(
+            config.publish,
+            config.subscriptions,
+            config.security,
+            work=None if config.plain_sub else config.work,
+            streams=config.streams,
+        )
         self.results = ResultsReader(config.db) if config.db else None
         self.recordings = (
             RecordingLibrary(config.recordings, config.quality) if config.recordings else None

@@ -228,6 +228,40 @@ fb_kind fb_decode_request(const unsigned char *m, size_t n, msgpack_unpacked *up
     return FB_OK;
 }
 
+/* A work request (v1.2 "ready"/"leave", v1.6 "feed"): the map's fields are checked as the
+ * broker checks them; *op and version[] say what it is. */
+fb_kind fb_decode_work_request(const unsigned char *m, size_t n, msgpack_unpacked *up, fb_str *op,
+                               uint64_t version[2]) {
+    if (!unpack_map(m, n, up)) return FB_INVALID;
+    fb_kind kind = check_version(&up->data, &version[0], &version[1]);
+    if (kind != FB_OK) return kind;
+    if (!get_str(&up->data, "op", op)) return FB_INVALID;
+    if (fb_str_eq(*op, "leave")) return FB_OK;
+    if (!fb_str_eq(*op, "ready") && !fb_str_eq(*op, "feed")) return FB_INVALID;
+    fb_str group, name;
+    if (fb_str_eq(*op, "ready")) {
+        if (!get_str(&up->data, "group", &group) || group.len < 1 || group.len > 64) return FB_INVALID;
+        for (size_t i = 0; i < group.len; i++) {
+            char c = group.ptr[i];
+            bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
+            if (!ok) return FB_INVALID;
+        }
+    }
+    const msgpack_object *streams = fb_map_get(&up->data, "streams");
+    if (!streams || streams->type != MSGPACK_OBJECT_ARRAY || streams->via.array.size < 1 ||
+        streams->via.array.size > 64)
+        return FB_INVALID;
+    for (uint32_t i = 0; i < streams->via.array.size; i++)
+        if (streams->via.array.ptr[i].type != MSGPACK_OBJECT_STR) return FB_INVALID;
+    uint64_t credit, received;
+    if (!get_uint(&up->data, "credit", &credit) || !get_uint(&up->data, "received", &received))
+        return FB_INVALID;
+    if (fb_map_get(&up->data, "name") && (!get_str(&up->data, "name", &name) || name.len > 200))
+        return FB_INVALID;
+    return FB_OK;
+}
+
 fb_kind fb_decode_reply(const unsigned char *m, size_t n, msgpack_unpacked *up, bool *ok) {
     if (!unpack_map(m, n, up)) return FB_INVALID;
     const msgpack_object *o = fb_map_get(&up->data, "ok");

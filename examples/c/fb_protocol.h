@@ -72,6 +72,10 @@ fb_kind fb_decode_result(const unsigned char *msg, size_t len, msgpack_unpacked 
 fb_kind fb_decode_request(const unsigned char *msg, size_t len, msgpack_unpacked *up, fb_str *op,
                           uint64_t version[2]);
 
+/* A work request (v1.2 ready/leave, v1.6 feed), checked as the broker checks it. */
+fb_kind fb_decode_work_request(const unsigned char *msg, size_t len, msgpack_unpacked *up, fb_str *op,
+                               uint64_t version[2]);
+
 /* A control reply: on success up->data is the reply map and *ok its "ok". */
 fb_kind fb_decode_reply(const unsigned char *msg, size_t len, msgpack_unpacked *up, bool *ok);
 

@@ -497,6 +497,14 @@ static void outcome(const char *name, const unsigned char *data, size_t len, fb_
             fb_canonical_str(out, op.ptr, op.len);
             fb_buf_addf(out, ",\"v\":[%llu,%llu]}", (unsigned long long)v[0], (unsigned long long)v[1]);
         }
+    } else if (strncmp(name, "work-", 5) == 0) {
+        fb_str op;
+        uint64_t v[2];
+        if ((kind = fb_decode_work_request(data, len, &up, &op, v)) == FB_OK) {
+            fb_buf_add(out, "{\"op\":", 6);
+            fb_canonical_str(out, op.ptr, op.len);
+            fb_buf_addf(out, ",\"v\":[%llu,%llu]}", (unsigned long long)v[0], (unsigned long long)v[1]);
+        }
     } else if (strncmp(name, "reply-", 6) == 0) {
         bool ok;
         if ((kind = fb_decode_reply(data, len, &up, &ok)) == FB_OK) fb_canonical(out, &up.data);

@@ -23,6 +23,7 @@ import {
   decodeReply,
   decodeRequest,
   decodeResult,
+  decodeWorkRequest,
   encodeRequest,
   encodeResult,
   encodeWorkRequest,
@@ -32,8 +33,9 @@ import {
   toPlain,
 } from "./protocol.mjs";
 
-const USAGE = `usage: node fbclient.mjs subscribe --stream ID [--name NAME] [--count N] [--timeout SECONDS]
-                                   [--broker HOST[,HOST...] | --publish EP[,EP...] --results EP]
+const USAGE = `usage: node fbclient.mjs subscribe --stream ID [--name NAME] [--count N] [--timeout SECONDS] [--plain-sub]
+                                   [--broker HOST[,HOST...] | --work EP[,EP...] --results EP
+                                    | --plain-sub --publish EP[,EP...] --results EP]
        node fbclient.mjs work --group NAME --stream PATTERN [--name NAME] [--count N] [--timeout SECONDS]
                               [--broker HOST | --work EP --results EP]
        node fbclient.mjs streams [--broker HOST | --control EP] [--json] [--timeout SECONDS]
@@ -48,6 +50,9 @@ function parseOptions(args) {
     control: "tcp://127.0.0.1:5558",
     work: "tcp://127.0.0.1:5560",
     group: null,
+    plainSub: false,
+    workGiven: false,
+    publishGiven: false,
     name: "js-client",
     count: 0,
     timeout: 10,
@@ -59,16 +64,23 @@ function parseOptions(args) {
       o.json = true;
       continue;
     }
+    if (flag === "--plain-sub") {
+      o.plainSub = true;
+      continue;
+    }
     const value = args[++i];
     if (flag === "--broker" && value !== undefined) {
       // default port numbers; a broker set (b1,b2,b3): publish on every host, the sink on the first
       const hosts = splitList(value);
       [o.publish, o.control, o.work] = [5556, 5558, 5560].map((p) => brokerEndpoints(hosts, p).join(","));
       [o.results] = brokerEndpoints(hosts, 5557);
+      o.workGiven = o.publishGiven = true;
       continue;
     }
     const key = flag.replace(/^--/, "");
     if (value === undefined || !(key in o)) throw new Error(USAGE);
+    if (key === "work") o.workGiven = true;
+    if (key === "publish") o.publishGiven = true;
     o[key] = ["count", "timeout"].includes(key) ? Number(value) : value;
   }
   return o;
@@ -147,8 +159,12 @@ function oneBroker(endpoints, command) {
 
 // --- subscribe ------------------------------------------------------------------------------
 
+// By default a feed (protocol v1.6): frames by credit from the work port of every broker, so
+// a slow link never holds a queue of old frames. --plain-sub (or --publish given without
+// --work: the work port is then unknown) takes the plain SUB path below.
 async function subscribe(o) {
   if (!o.stream) throw new Error(USAGE);
+  if (!o.plainSub && !(o.publishGiven && !o.workGiven)) return feed(o);
   // Options in the constructor are set before connect: CONFLATE keeps the newest whole frame.
   const sub = new zmq.Subscriber({ conflate: true, linger: 0, receiveTimeout: o.timeout * 1000 });
   const push = new zmq.Push({ linger: 2000, sendTimeout: 0 }); // never block on a dead sink
@@ -182,6 +198,73 @@ async function subscribe(o) {
   }
   console.error(summary(n));
   if (!sub.closed) sub.close();
+  push.close();
+  return status;
+}
+
+// --- subscribe as a feed (protocol v1.6, "Feeds") -----------------------------------------------
+
+// One DEALER per broker (a DEALER connected to several would spread its requests), each with
+// credit 1: ask, take the frame, ask again; repeat the request every second while nothing comes.
+// Credit 1 per broker is the simplest rule that can never queue (the reference consumer
+// adapts its credit to the path: docs/protocol.md, "Feeds").
+async function feed(o) {
+  const push = new zmq.Push({ linger: 2000, sendTimeout: 0 });
+  push.connect(o.results);
+  const members = splitList(o.work).map((endpoint) => {
+    const dealer = new zmq.Dealer({ linger: 0, receiveTimeout: 1000 });
+    dealer.connect(endpoint);
+    return { dealer, endpoint, received: 0 };
+  });
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  const n = newCounts();
+  const last = {};
+  let status = 0;
+  let lastFrame = Date.now();
+  const done = () => stopping || (o.count > 0 && n.decoded >= o.count);
+  const ask = (m) =>
+    m.dealer.send(encodeWorkRequest({ op: "feed", streams: [o.stream], credit: 1, received: m.received, name: o.name }));
+  // frames of one stream from two brokers (a stream that moved) are ordered by (session, seq)
+  // in handleFrame; one chain of handling keeps the output in arrival order
+  let chain = Promise.resolve();
+  const loop = async (m) => {
+    while (!done()) {
+      await ask(m);
+      let msg;
+      try {
+        [msg] = await m.dealer.receive();
+      } catch (err) {
+        if (err.code !== "EAGAIN") throw err;
+        if (Date.now() - lastFrame >= o.timeout * 1000 && !stopping) {
+          if (status === 0) console.error(`fbclient.mjs: no frame of ${o.stream} within ${o.timeout}s`);
+          status = 1;
+          stopping = true;
+        }
+        continue; // heartbeat: the same request again
+      }
+      if (isReply(msg)) {
+        console.error(`fbclient.mjs: the broker at ${m.endpoint} refused this feed: ${decodeReply(msg).error}`);
+        status = 1;
+        stopping = true;
+        break;
+      }
+      m.received++;
+      lastFrame = Date.now();
+      chain = chain.then(() => (done() ? undefined : handleFrame(msg, o, n, push, last)));
+      await chain;
+    }
+  };
+  await Promise.all(members.map(loop));
+  for (const m of members) {
+    await m.dealer.send(encodeWorkRequest({ op: "leave" }));
+    m.dealer.close();
+  }
+  console.error(summary(n));
   push.close();
   return status;
 }
@@ -290,6 +373,7 @@ const DECODERS = {
   result: decodeResult,
   request: decodeRequest,
   reply: decodeReply,
+  work: decodeWorkRequest,
 };
 
 // A "parts-" vector is a whole ZeroMQ message: each part as a uint32 big-endian length and its

@@ -200,6 +200,32 @@ export function decodeRequest(buf) {
   return { op, v };
 }
 
+const GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Decode a work request (v1.2 ready/leave, v1.6 feed), checked as the broker checks it. */
+export function decodeWorkRequest(buf) {
+  const m = decodeMap(buf, "invalid");
+  const v = checkVersion(m, "invalid");
+  const op = get(m, "op");
+  if (op === "leave") return { op, v };
+  if (op !== "ready" && op !== "feed") throw new ProtocolError("invalid", `unknown work op ${op}`);
+  if (op === "ready" && !(typeof get(m, "group") === "string" && GROUP.test(m.group))) {
+    throw new ProtocolError("invalid", "bad or missing group");
+  }
+  const streams = get(m, "streams");
+  if (!Array.isArray(streams) || streams.length < 1 || streams.length > 64 || streams.some((x) => typeof x !== "string")) {
+    throw new ProtocolError("invalid", "'streams' must be an array of 1..64 strings");
+  }
+  if (!isUint(get(m, "credit")) || !isUint(get(m, "received"))) {
+    throw new ProtocolError("invalid", "'credit' and 'received' must be uint");
+  }
+  const name = get(m, "name");
+  if (name !== undefined && !(typeof name === "string" && Buffer.byteLength(name) <= 200)) {
+    throw new ProtocolError("invalid", "bad name");
+  }
+  return { op, v };
+}
+
 /** Decode a control reply: the whole map (check `ok`). */
 export function decodeReply(buf) {
   const m = decodeMap(buf, "invalid");
@@ -217,10 +243,16 @@ export function encodeRequest(op) {
   return encode({ v: [1, 0], op }, encodeOptions);
 }
 
-/** A work request (v1.2, "Work groups"): ready (join, ask, heartbeat) or leave. */
+/**
+ * A work request (v1.2, "Work groups"): ready (join, ask, heartbeat) or leave; or a feed
+ * request (v1.6, "Feeds": fan-out by credit, no group).
+ */
 export function encodeWorkRequest({ op = "ready", group, streams, credit = 1, received = 0, name }) {
   if (op === "leave") return encode({ v: [1, 2], op }, encodeOptions);
-  const request = { v: [1, 2], op, group, streams, credit, received };
+  const request =
+    op === "feed"
+      ? { v: [1, 6], op, streams, credit, received }
+      : { v: [1, 2], op, group, streams, credit, received };
   if (name) request.name = name;
   return encode(request, encodeOptions);
 }

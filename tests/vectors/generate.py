@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):  # run as a script: make framebroker importable from a checkout
     sys.path.insert(0, str(HERE.parents[1]))
 
-from framebroker import control_protocol, protocol  # noqa: E402
+from framebroker import control_protocol, protocol, work_protocol  # noqa: E402
 from framebroker.protocol import FrameHeader, ResultMessage  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000  # ns since the epoch, as in the spec's example
@@ -700,13 +700,13 @@ def control_vectors() -> list[Vector]:
     broker_ping = {
         "server": "broker",
         "version": "0.1.0",
-        "protocol": [1, 5],
-        "capabilities": ["broker_set", "shared_memory", "work_groups"],
+        "protocol": [1, 6],
+        "capabilities": ["broker_set", "feeds", "shared_memory", "work_groups"],
     }
     ok(
         "reply-ping",
-        "the broker's ping reply: protocol 1.5, capabilities broker_set, shared_memory, "
-        "work_groups",
+        "the broker's ping reply: protocol 1.6, capabilities broker_set, feeds, "
+        "shared_memory, work_groups",
         control_protocol.encode_reply(**broker_ping),
         {"v": [1, 0], "ok": True} | broker_ping,
     )
@@ -879,8 +879,42 @@ def multipart_vectors() -> list[Vector]:
 # --- all ---------------------------------------------------------------------------------
 
 
+def work_vectors() -> list[Vector]:
+    """Requests on the work port: a worker's ready/leave (v1.2), a feed's feed (v1.6)."""
+    out: list[Vector] = []
+    W = work_protocol
+
+    def ok(name: str, description: str, request: W.WorkRequest) -> None:
+        data = W.encode_work_request(request)
+        view = {"op": request.op, "v": list(request.version)}
+        out.append(Vector(f"work-{name}", description, data, {"decoded": view}))
+
+    def bad(name: str, description: str, m: dict[str, Any], kind: str = "invalid") -> None:
+        out.append(Vector(f"work-{name}", description, mp(m), {"error": kind}))
+
+    feed = {"v": [1, 6], "op": "feed", "streams": ["site1/"], "credit": 4, "received": 41}
+    ok("feed", "a feed asks for 4 frames of site1/ after 41 (docs/protocol.md's example)",
+       W.WorkRequest(op="feed", streams=("site1/",), credit=4, received=41, name="f1",
+                     version=W.VERSION_FEEDS))  # fmt: skip
+    ok("ready", "a worker of group detect asks for one frame of cam1 and site1/",
+       W.WorkRequest(op="ready", group="detect", streams=("cam1", "site1/"), credit=1,
+                     received=0, name="w1"))  # fmt: skip
+    ok("leave", "a worker or a feed leaves", W.WorkRequest(op="leave"))
+    no_streams = {k: v for k, v in feed.items() if k != "streams"}
+    bad("feed-no-streams", "a feed without streams", no_streams)
+    bad("feed-empty-streams", "a feed of no stream", feed | {"streams": []})
+    bad("feed-negative-credit", "credit -1", feed | {"credit": -1})
+    bad("ready-no-group", "ready without a group", feed | {"op": "ready"})
+    bad("unknown-op", "op subscribe", feed | {"op": "subscribe"})
+    bad("v-major-2", "major version 2", feed | {"v": [2, 0]}, "version")
+    return out
+
+
 def build() -> list[Vector]:
-    vectors = frame_vectors() + result_vectors() + control_vectors() + multipart_vectors()
+    vectors = (
+        frame_vectors() + result_vectors() + control_vectors() + multipart_vectors()
+        + work_vectors()
+    )  # fmt: skip
     names = [v.name for v in vectors]
     assert len(names) == len(set(names)), "duplicate vector names"
     return vectors
