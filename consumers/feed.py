@@ -144,7 +144,11 @@ class FeedReceiver(Receiver):
         self._wanted.pop(topic, None)
 
     def streams(self) -> tuple[str, ...]:
-        """The patterns of the next request: () when every stream is read locally."""
+        """The patterns of the next request: () when every stream is read locally; the
+        patterns themselves while no stream is (a remote consumer: as without shared
+        memory, one request for the streams as the user named them)."""
+        if self.resolver is not None and not self.resolver.reads_local:
+            return self._patterns
         wanted = tuple(sorted(self._wanted.values()))
         if len(wanted) > MAX_GROUP_PATTERNS:  # more than a request holds: all of them
             return self._patterns

@@ -128,6 +128,11 @@ class FrameResolver:
                 self._drop(previous)  # a new generation (resolution) or a new session
         return reader
 
+    @property
+    def reads_local(self) -> bool:
+        """Whether some stream is read from shared memory now."""
+        return bool(self._stream_segment)
+
     def _use_network(self, stream: str) -> None:
         if stream not in self.network:
             self.network.add(stream)
