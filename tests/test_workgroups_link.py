@@ -73,7 +73,8 @@ def test_a_worker_behind_a_slow_link_gets_fresh_frames(network: Network, tmp_pat
         *common,
     )
     network["slow-subscriber"].start(
-        *framebroker("consume", "slowproc.py:process", "--name", "subscriber"), *common
+        *framebroker("consume", "slowproc.py:process", "--name", "subscriber", "--plain-sub"),
+        *common,
     )
     wait_until(lambda: len(ages_by_consumer(db)) == 2, timeout=40)
     start = time.time_ns()
