@@ -71,12 +71,8 @@ def test_default_consumers_behind_a_slow_link_stay_fresh(network: Network) -> No
         (network[host].workdir / "noop.py").write_text(NOOP)
         network[host].start(
             *framebroker("consume", "noop.py:process", "--name", host, "--streams", pattern),
-            # A consumer on another host cannot read the producers' shared memory. These
-            # namespaces share this machine's /dev/shm and host id, so the test says so
-            # itself; the default (auto) behind a slow link is still open: p99 133-253 ms
-            # against 151 ms, medians flat (docs/architecture.md, issue 14).
-            *("--broker", "broker", "--no-shm"),
-        )
+            "--broker", "broker",
+        )  # fmt: skip
 
     def seen() -> set[tuple[str, str]]:
         return set(query_db(db, "SELECT DISTINCT consumer, stream FROM results"))
