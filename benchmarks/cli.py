@@ -25,20 +25,7 @@ from benchmarks import docs, machine
 from benchmarks.procs import ROOT
 from benchmarks.report import Options, Result
 
-SCENARIOS = (
-    "freshness",
-    "throughput",
-    "latency",
-    "scale",
-    "codec",
-    "groups",
-    "recording",
-    "shm",
-    "cluster",
-    "sinks",
-    "replay",
-    "bandwidth",
-)
+SCENARIOS = docs.ORDER  # each has a section in docs/benchmarks.md
 DOCS_OUT = ROOT / "docs" / "benchmarks"
 QUICK_OUT = ROOT / "build" / "benchmarks-quick"
 
