@@ -174,7 +174,8 @@ class Publisher:
         self._link: OwnerLink | None = None
         self._shm_mode = "off"  # resolved on start: on or only when this host can write
         self._shm: SharedMemoryOutput | None = None
-        self._stop_shm: Callable[[], object] = _nothing
+        self._held = _Held()  # what close(), or the publisher's collection, releases
+        self._release: Callable[[], object] = _nothing
         self._closed = False
 
     @property
@@ -202,6 +203,8 @@ class Publisher:
             context.term()
             raise
         self._context, self._sock, self._link = context, sock, link
+        self._held.link, self._held.context = link, context
+        self._release = weakref.finalize(self, self._held.release)
         self._shm_mode = shm_mode
         if self.config.encoding == "raw" or self.config.shm != "auto":
             self._shared_memory("raw")  # now: the descriptor socket joins early
@@ -325,10 +328,8 @@ class Publisher:
             slots=self.config.shm_slots,
             only=self._shm_mode == "only",
         )
-        heartbeat = _Heartbeat(output, self._lock)
+        self._held.heartbeat = _Heartbeat(output, self._lock)
         self._shm = output
-        # close(), garbage collection or interpreter exit: stop the beat, unlink the ring
-        self._stop_shm = weakref.finalize(self, heartbeat.stop)
         return output
 
     @property
@@ -386,17 +387,8 @@ class Publisher:
         """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""
         with self._lock:
             self._closed = True
-            link, self._link = self._link, None
-            sock, self._sock = self._sock, None
-            context, self._context = self._context, None
-            self._shm = None
-        self._stop_shm()  # the heartbeat thread closes the ring: unlinked, socket closed
-        if link is not None:
-            link.close()  # closes the socket
-        elif sock is not None:
-            sock.close()
-        if context is not None:
-            context.term()
+            self._link = self._sock = self._context = self._shm = None
+        self._release()  # once: here, or when a publisher nobody closed is collected
 
     def __enter__(self) -> Publisher:
         self.start()
@@ -412,6 +404,28 @@ class Publisher:
 
 def _nothing() -> None:
     return None
+
+
+class _Held:
+    """A publisher's sockets and ring, released once: by ``close()`` or, for a publisher
+    nobody closed, when it is collected or the interpreter exits (weakref.finalize)."""
+
+    def __init__(self) -> None:
+        self.link: OwnerLink | None = None
+        self.context: zmq.Context[Any] | None = None
+        self.heartbeat: _Heartbeat | None = None
+
+    def release(self) -> None:
+        heartbeat, link, context = self.heartbeat, self.link, self.context
+        self.heartbeat = self.link = self.context = None
+        if heartbeat is not None:
+            heartbeat.stop()  # the ring: segment unlinked, descriptor socket closed
+        if link is not None:
+            link.close()  # closes the frame socket
+        # (collected on the heartbeat thread itself: its ring socket is still open, and
+        # term() would wait for it; the context's own __del__ ends it)
+        if context is not None and (heartbeat is None or not heartbeat.current()):
+            context.term()
 
 
 class _Heartbeat:
@@ -443,8 +457,11 @@ class _Heartbeat:
             with lock:
                 output.close()
 
+    def current(self) -> bool:
+        return self._thread is threading.current_thread()
+
     def stop(self) -> None:
         """End the beat and close the ring (waits for it, unless called on the thread)."""
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if not self.current():
             self._thread.join()
