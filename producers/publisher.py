@@ -18,12 +18,14 @@ unreachable are dropped too; :class:`~framebroker.link.LinkMonitor` logs when it
 Same-host shared memory (``shm``, as ``produce --shm``): raw frames are also written to a
 shared-memory ring (:class:`~.shared_memory.SharedMemoryOutput`, the producer's), and
 consumers on this host read them from it with no copy; only a descriptor goes to the
-broker for them. The publisher has no loop of its own, so while the ring exists a daemon
-thread stores its heartbeat every ``HEARTBEAT_S / 2``: a publisher that sends once a
-minute stays alive to readers (and to the reaper of a container sharing ``/dev/shm``),
-and one whose process is gone is noticed as a producer's is. ``close()`` unlinks the
-segment; so does interpreter exit for a publisher never closed; after ``kill -9`` the
-next writer or a reader on this host reaps it (docs/architecture.md).
+broker for them. With ``auto`` the ring is made at the first raw frame (a replayed raw
+recording counts, whatever ``encoding`` says); once made, every frame goes to it. The
+publisher has no loop of its own, so while the ring exists a daemon thread stores its
+heartbeat every ``HEARTBEAT_S / 2``: a publisher that sends once a minute stays alive to
+readers (and to the reaper of a container sharing ``/dev/shm``), and one whose process
+is gone is noticed as a producer's is. ``close()`` unlinks the segment, and so does the
+collection of a publisher nobody closed, or interpreter exit; after ``kill -9`` the next
+writer or a reader on this host reaps it (docs/architecture.md).
 """
 
 from __future__ import annotations
