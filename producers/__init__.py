@@ -27,6 +27,8 @@ Your own images, from your own loop (``framebroker.Publisher``)::
     with Publisher("lab/scope", "broker.lan") as pub:
         pub.send(image, meta={"objective": "40x"})   # a numpy array; never blocks
 
+(``encoding="raw"``: consumers on this host read the frames from its shared-memory ring.)
+
 Your own source run by the producer: subclass FrameSource and pass ``source=MySource``
 (a factory, called again on every reopen) to Producer.
 """

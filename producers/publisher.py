@@ -14,6 +14,18 @@ socket with ZMQ_CONFLATE, exactly as ``framebroker produce`` does: a send never 
 the caller, and when the link to the broker is slower than you send, only the newest
 frame waits to go (older ones are dropped, never queued). Frames sent while the broker is
 unreachable are dropped too; :class:`~framebroker.link.LinkMonitor` logs when it comes and goes.
+
+Same-host shared memory (``shm``, as ``produce --shm``): raw frames are also written to a
+shared-memory ring (:class:`~.shared_memory.SharedMemoryOutput`, the producer's), and
+consumers on this host read them from it with no copy; only a descriptor goes to the
+broker for them. With ``auto`` the ring is made at the first raw frame (a replayed raw
+recording counts, whatever ``encoding`` says); once made, every frame goes to it. The
+publisher has no loop of its own, so while the ring exists a daemon thread stores its
+heartbeat every ``HEARTBEAT_S / 2``: a publisher that sends once a minute stays alive to
+readers (and to the reaper of a container sharing ``/dev/shm``), and one whose process
+is gone is noticed as a producer's is. ``close()`` unlinks the segment, and so does the
+collection of a publisher nobody closed, or interpreter exit; after ``kill -9`` the next
+writer or a reader on this host reaps it (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -45,11 +58,13 @@ from framebroker.protocol import (
 )
 from framebroker.recording import TimeSpec, open_stream
 from framebroker.security import PLAINTEXT_CLIENT, ClientSecurity
+from framebroker.shm import DEFAULT_SLOTS, HEARTBEAT_S
 from framebroker.wire import VERSION
 
-from .config import _check_meta
+from .config import SHM_MODES, _check_meta, parse_slots
 from .owner import OwnerLink
 from .replay import original_meta, play
+from .shared_memory import SharedMemoryOutput, resolve_mode
 
 log = logging.getLogger("framebroker.producers.publisher")
 
@@ -68,6 +83,8 @@ class PublisherConfig:
     encoding: str = "jpeg"
     quality: int = 80
     meta: Mapping[str, str] = field(default_factory=dict)
+    shm: str = "auto"
+    shm_slots: int = DEFAULT_SLOTS
     security: ClientSecurity = PLAINTEXT_CLIENT
 
     def __post_init__(self) -> None:
@@ -82,6 +99,9 @@ class PublisherConfig:
             raise ConfigError(f"JPEG quality must be an integer 1..100, got {self.quality!r}")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"JPEG quality must be 1..100, got {self.quality!r}")
+        if self.shm not in SHM_MODES:
+            raise ConfigError(f"shm must be one of {', '.join(SHM_MODES)}: {self.shm!r}")
+        parse_slots(str(self.shm_slots))
         self.security.require("broker")
         object.__setattr__(self, "meta", MappingProxyType(_check_meta(self.meta)))
 
@@ -114,8 +134,14 @@ class Publisher:
     The parameters are ``framebroker produce``'s flags of the same names and defaults:
     ``ingest`` overrides the endpoint (``tcp://HOST:5555``); ``encoding`` "jpeg" or "raw";
     ``quality`` of JPEG, 1..100; ``meta`` sent in every frame header (string values);
-    ``security``: CURVE keys for the broker. Connects on ``start()``, ``with`` or the first
-    ``send``; ``close()`` (idempotent) gives the last frame 200 ms to leave.
+    ``shm`` "auto", "on", "off" or "only": also write frames to a shared-memory ring for
+    consumers on this host (auto: from the first raw frame, when /dev/shm is usable; only:
+    no frame message at all, remote consumers get nothing) and ``shm_slots``, the frames
+    it holds (2..64); ``security``: CURVE keys for the broker. Connects on ``start()``,
+    ``with`` or the first ``send`` (ShmError there for ``shm`` on/only without a usable
+    /dev/shm); ``close()`` (idempotent) gives the last frame 200 ms to leave and unlinks
+    the shared-memory segment. While the segment exists, a daemon thread keeps its
+    heartbeat (module docstring).
     """
 
     def __init__(
@@ -127,6 +153,8 @@ class Publisher:
         encoding: str = "jpeg",
         quality: int = 80,
         meta: Mapping[str, str] | None = None,
+        shm: str = "auto",
+        shm_slots: int = DEFAULT_SLOTS,
         security: ClientSecurity | None = None,
     ) -> None:
         self.config = PublisherConfig(
@@ -135,6 +163,8 @@ class Publisher:
             encoding=encoding,
             quality=quality,
             meta=meta or {},
+            shm=shm,
+            shm_slots=shm_slots,
             security=security or PLAINTEXT_CLIENT,
         )
         self.session = secrets.randbits(63)  # a new session per publisher, as per producer
@@ -144,6 +174,10 @@ class Publisher:
         self._context: zmq.Context[Any] | None = None
         self._sock: zmq.Socket[Any] | None = None
         self._link: OwnerLink | None = None
+        self._shm_mode = "off"  # resolved on start: on or only when this host can write
+        self._shm: SharedMemoryOutput | None = None
+        self._held = _Held()  # what close(), or the publisher's collection, releases
+        self._release: Callable[[], object] = _nothing
         self._closed = False
 
     @property
@@ -160,6 +194,9 @@ class Publisher:
             raise TransportError(f"publisher of {self.stream!r} is closed")
         if self._sock is not None:
             return self._sock
+        # auto: on for raw frames (the encoding is per frame in a replay); on/only: ShmError
+        # at once when this host cannot make segments
+        shm_mode = resolve_mode(self.config.shm, "raw")
         context = zmq.Context()
         link = OwnerLink(context, self.stream, self.config.ingest, self.config.security)
         try:
@@ -168,11 +205,17 @@ class Publisher:
             context.term()
             raise
         self._context, self._sock, self._link = context, sock, link
+        self._held.link, self._held.context = link, context
+        self._release = weakref.finalize(self, self._held.release)
+        self._shm_mode = shm_mode
+        if self.config.encoding == "raw" or self.config.shm != "auto":
+            self._shared_memory("raw")  # now: the descriptor socket joins early
         log.info(
-            "publishing stream %r to %s (session %x)",
+            "publishing stream %r to %s (session %x, shared memory %s)",
             self.stream,
             self.config.ingest,
             self.session,
+            shm_mode if self.config.shm != "auto" or shm_mode == "off" else "for raw frames",
         )
         return sock
 
@@ -227,16 +270,7 @@ class Publisher:
                 pixfmt=pixfmt,
                 meta=header_meta,
             )
-            assert self._link is not None
-            self._link.poll()
-            try:
-                sock.send(encode_frame(header, encoded.payload), copy=False)
-            except zmq.ZMQError as exc:
-                where = self._link.endpoint or self.config.ingest
-                raise TransportError(f"cannot publish to {where}: {exc}") from exc
-            self._seq += 1
-            self.sent += 1
-            return header.seq
+            return self._publish(sock, header, encoded.payload)
 
     def send_recorded(self, message: FrameMessage) -> int:
         """Publish a recorded frame as the next frame of this stream; returns its seq.
@@ -260,15 +294,55 @@ class Publisher:
                 meta=original_meta(recorded),
                 version=VERSION,
             )
-            assert self._link is not None
-            self._link.poll()
+            return self._publish(sock, header, message.payload)
+
+    def _publish(
+        self, sock: zmq.Socket[Any], header: FrameHeader, payload: bytes | memoryview
+    ) -> int:
+        """Under the lock: the shared-memory ring (if any) first, then the frame message
+        (none with ``shm="only"`` while the ring works), as the producer does."""
+        assert self._link is not None
+        self._link.poll()
+        output = self._shared_memory(header.encoding)
+        if output is None or not output.send(header, payload) or not output.only:
             try:
-                sock.send(encode_frame(header, message.payload), copy=False)
+                sock.send(encode_frame(header, payload), copy=False)
             except zmq.ZMQError as exc:
-                raise TransportError(f"cannot publish to {self.config.ingest}: {exc}") from exc
-            self._seq += 1
-            self.sent += 1
-            return header.seq
+                where = self._link.endpoint or self.config.ingest
+                raise TransportError(f"cannot publish to {where}: {exc}") from exc
+        self._seq += 1
+        self.sent += 1
+        return header.seq
+
+    def _shared_memory(self, encoding: str) -> SharedMemoryOutput | None:
+        """Under the lock: the ring frames of ``encoding`` go to, made on first need."""
+        if self._shm is not None:  # once made, every frame (as produce --shm on)
+            return self._shm
+        if self._shm_mode == "off" or (self.config.shm == "auto" and encoding != "raw"):
+            return None
+        assert self._context is not None
+        output = SharedMemoryOutput(
+            self._context,
+            self.config.ingest,
+            self.config.security,
+            stream=self.stream,
+            session=self.session,
+            slots=self.config.shm_slots,
+            only=self._shm_mode == "only",
+        )
+        self._held.heartbeat = _Heartbeat(output, self._lock)
+        self._shm = output
+        return output
+
+    @property
+    def shm_segment(self) -> str | None:
+        """The shared-memory segment frames are written to now (its name under /dev/shm),
+        or None: shared memory is off, not needed yet (no raw frame) or failed."""
+        with self._lock:
+            output = self._shm
+            if output is None or output.failed:
+                return None
+            return output.writer.name or None
 
     def replay(
         self,
@@ -315,15 +389,8 @@ class Publisher:
         """Disconnect (the newest unsent frame gets the socket's linger); idempotent."""
         with self._lock:
             self._closed = True
-            link, self._link = self._link, None
-            sock, self._sock = self._sock, None
-            context, self._context = self._context, None
-        if link is not None:
-            link.close()  # closes the socket
-        elif sock is not None:
-            sock.close()
-        if context is not None:
-            context.term()
+            self._link = self._sock = self._context = self._shm = None
+        self._release()  # once: here, or when a publisher nobody closed is collected
 
     def __enter__(self) -> Publisher:
         self.start()
@@ -335,3 +402,68 @@ class Publisher:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"Publisher(stream={self.stream!r}, ingest={self.config.ingest!r}, {state})"
+
+
+def _nothing() -> None:
+    return None
+
+
+class _Held:
+    """A publisher's sockets and ring, released once: by ``close()`` or, for a publisher
+    nobody closed, when it is collected or the interpreter exits (weakref.finalize)."""
+
+    def __init__(self) -> None:
+        self.link: OwnerLink | None = None
+        self.context: zmq.Context[Any] | None = None
+        self.heartbeat: _Heartbeat | None = None
+
+    def release(self) -> None:
+        heartbeat, link, context = self.heartbeat, self.link, self.context
+        self.heartbeat = self.link = self.context = None
+        if heartbeat is not None:
+            heartbeat.stop()  # the ring: segment unlinked, descriptor socket closed
+        if link is not None:
+            link.close()  # closes the frame socket
+        # (collected on the heartbeat thread itself: its ring socket is still open, and
+        # term() would wait for it; the context's own __del__ ends it)
+        if context is not None and (heartbeat is None or not heartbeat.current()):
+            context.term()
+
+
+class _Heartbeat:
+    """A daemon thread storing a ring's heartbeat while its publisher may be idle.
+
+    Readers in this pid namespace tell a live writer by its pid; those in another one (a
+    container sharing /dev/shm) and their reaper by a heartbeat younger than ``STALE_S``.
+    The thread holds the ring and the publisher's lock, never the publisher, so a
+    publisher nobody closed can still be collected; :meth:`stop` ends the thread, which
+    closes the ring (unlinks the segment, closes the descriptor socket) on its way out.
+    """
+
+    def __init__(self, output: SharedMemoryOutput, lock: threading.Lock) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(output, lock),
+            name=f"framebroker-shm-heartbeat-{output.writer.stream}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(self, output: SharedMemoryOutput, lock: threading.Lock) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_S / 2):
+                with lock:
+                    output.tick()
+        finally:
+            with lock:
+                output.close()
+
+    def current(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def stop(self) -> None:
+        """End the beat and close the ring (waits for it, unless called on the thread)."""
+        self._stop.set()
+        if not self.current():
+            self._thread.join()

@@ -35,6 +35,8 @@ class Replayer(Service):
             config.stream,
             ingest=config.ingest,
             meta=config.meta,
+            shm=config.shm,  # auto: raw recordings go to shared memory too
+            shm_slots=config.shm_slots,
             security=config.security,
         )
         self.sent = 0

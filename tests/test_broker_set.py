@@ -92,8 +92,8 @@ def brokers(cli: CliProcesses) -> Iterator[BrokerSet]:
 class Cameras:
     """A Publisher per stream, all given the set, sending at FPS in one thread."""
 
-    def __init__(self, spec: str) -> None:
-        self.pubs = [framebroker.Publisher(s, spec, encoding="raw") for s in STREAMS]
+    def __init__(self, spec: str, shm: str = "auto") -> None:
+        self.pubs = [framebroker.Publisher(s, spec, encoding="raw", shm=shm) for s in STREAMS]
         self.image = np.zeros((48, 64), np.uint8)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -155,21 +155,30 @@ def feeds(host: str) -> int:
     return int(control.request(f"tcp://{host}:5558", "stats", timeout=2.0)["feeds"])
 
 
-@pytest.mark.parametrize("shm", [True, False], ids=["shared-memory", "network"])
-def test_streams_are_placed_fail_over_after_kill_9_and_return(brokers: BrokerSet, shm: bool):
+@pytest.mark.parametrize(
+    ("publish_shm", "shm"),
+    [("auto", True), ("off", True), ("auto", False)],
+    ids=["shared-memory", "network-notices", "network"],
+)
+def test_streams_are_placed_fail_over_after_kill_9_and_return(
+    brokers: BrokerSet, publish_shm: str, shm: bool
+):
     """The default subscriber is a feed: by credit from every broker of the set. With shared
-    memory on, it asks for the streams the brokers' network notices name (a Publisher
-    writes no shared memory), so it is a feed of every broker in both cases."""
+    memory on and publishers that write none, it asks for the streams the brokers' network
+    notices name, so it is a feed of every broker as with shared memory off. Publishers
+    writing shared memory (raw frames, the default) send descriptors to every broker: the
+    subscriber reads the rings and asks no broker for frames."""
     watcher = Watcher(brokers.spec, shm=shm)
+    feeding = [0, 0, 0] if publish_shm == "auto" and shm else [1, 1, 1]
     try:
-        with Cameras(brokers.spec):
+        with Cameras(brokers.spec, publish_shm):
             # placement: each broker serves exactly the streams that rank it first
             for host in brokers.hosts:
                 mine = {s for s in STREAMS if brokers.owner_host(s) == host}
                 wait_until(lambda h=host, m=mine: brokers.live_streams(h) == m, 10, host)
             wait_until(lambda: {f[1] for f in watcher.frames} == set(STREAMS), 10)
-            # one feed per broker
-            wait_until(lambda: [feeds(h) for h in brokers.hosts] == [1, 1, 1], 10, "feeds")
+            # one feed per broker (none when the frames come from shared memory)
+            wait_until(lambda: [feeds(h) for h in brokers.hosts] == feeding, 10, "feeds")
             # kill -9 the broker serving the most streams
             victim = max(brokers.hosts, key=lambda h: brokers.owned(h))
             moved = [s for s in STREAMS if brokers.owner_host(s) == victim]
@@ -181,7 +190,10 @@ def test_streams_are_placed_fail_over_after_kill_9_and_return(brokers: BrokerSet
                 assert when - killed_at < FAILOVER_S, f"{stream} back after {when - killed_at}s"
             for host in survivors:
                 mine = {s for s in STREAMS if brokers.owner_host(s, survivors) == host}
-                assert brokers.live_streams(host) >= mine
+                if feeding == [1, 1, 1]:  # frames came back: so did their placement
+                    assert brokers.live_streams(host) >= mine
+                else:  # frames never stopped (descriptors from every broker); placement
+                    wait_until(lambda h=host, m=mine: brokers.live_streams(h) >= m, 10, host)
             # the broker comes back: its streams return to it
             brokers.start(victim)
             wait_until(lambda: brokers.live_streams(victim) == set(moved), 10, "streams back")

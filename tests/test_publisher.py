@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import framebroker
+from framebroker import shm
 from framebroker.broker import Broker, BrokerConfig
 from framebroker.producers import cli as produce_cli
 from tests.conftest import free_port
@@ -44,8 +45,11 @@ def publish_until(
     count: int,
     images: dict[int, np.ndarray],
     **image_kw: object,
-) -> list[framebroker.Frame]:
-    """Send a frame every 20 ms (in a thread) until ``count`` have arrived."""
+) -> list[tuple[framebroker.Frame, np.ndarray]]:
+    """Send a frame every 20 ms (in a thread) until ``count`` have arrived; each with a
+    copy of its image, taken on arrival (a raw frame on this host is read from the
+    publisher's shared-memory ring, whose slot a later frame overwrites: frames no longer
+    intact once copied are left out)."""
     stop = threading.Event()
 
     def send() -> None:
@@ -63,7 +67,9 @@ def publish_until(
         while len(got) < count:
             frame = frames.latest(timeout=10)
             assert frame is not None, f"only {len(got)} frames arrived"
-            got.append(frame)
+            image = frame.image.copy()
+            if frame.intact:
+                got.append((frame, image))
     finally:
         stop.set()
         sender.join(5)
@@ -87,18 +93,22 @@ def test_frames_arrive_in_order_with_their_meta_and_pixels(
         ) as frames,
     ):
         got = publish_until(pub, frames, 8, images, dtype=dtype, channels=channels)
-    seqs = [frame.seq for frame in got]
+    seqs = [frame.seq for frame, _ in got]
     assert seqs == sorted(set(seqs))
-    for frame in got:
+    # raw frames on this host come from shared memory (shm="auto"; the very first ones
+    # may come by the network, before the broker's beacon), JPEG by the network only
+    leased = [frame.lease is not None for frame, _ in got]
+    assert any(leased) == (encoding == "raw" and shm.usable()), leased
+    for frame, image in got:
         assert frame.stream == "pub/cam" and frame.session == pub.session
         assert dict(frame.meta) == {"site": "lab", "i": str(frame.seq)}
         assert frame.header.encoding == encoding and frame.header.t_publish >= frame.t_capture
         sent = images[frame.seq]
-        assert frame.image.shape == sent.shape and frame.image.dtype == sent.dtype
+        assert image.shape == sent.shape and image.dtype == sent.dtype
         if encoding == "raw":
-            assert np.array_equal(frame.image, sent)
+            assert np.array_equal(image, sent)
         else:  # lossy, but the same picture
-            diff = np.abs(frame.image.astype(int) - sent.astype(int))
+            diff = np.abs(image.astype(int) - sent.astype(int))
             assert diff.mean() < 3, diff.mean()
 
 
@@ -183,6 +193,15 @@ def test_parameters_have_the_names_and_defaults_of_produce_flags() -> None:
     defaults = vars(parser.parse_args([]))
     params = inspect.signature(framebroker.Publisher).parameters
     shared = set(params) & set(defaults)
-    assert shared == {"stream", "broker", "ingest", "encoding", "quality", "meta"}
+    assert shared == {
+        "stream",
+        "broker",
+        "ingest",
+        "encoding",
+        "quality",
+        "meta",
+        "shm",
+        "shm_slots",
+    }
     for name in shared - {"stream"}:  # produce derives the stream from SOURCE
         assert params[name].default == defaults[name], name
