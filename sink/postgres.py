@@ -136,22 +136,7 @@ class PostgreSQLStore(ResultStore):
         """One INSERT of the whole batch, committed before returning; the new records."""
         if not records:
             return []
-        columns: list[list[Any]] = [[] for _ in range(10)]
-        for r in records:
-            row = (
-                r.received_ns,
-                r.consumer,
-                r.stream,
-                r.session,
-                r.seq,
-                r.t_capture,
-                r.t_start,
-                r.duration_ns,
-                r.age_ns,
-                dumps(r.result),
-            )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
+        columns = _array_literals(records)
         with self._lock, self._errors("write to"):
             conn = self._connection()
             with conn.transaction():
@@ -237,3 +222,34 @@ def _where(stream: str | None, after_id: int) -> tuple[str, list[Any]]:
             clauses.append("stream = %s")
             params.append(stream)
     return " AND ".join(clauses), params
+
+
+def _array_literals(records: Sequence[ResultRecord]) -> list[str]:
+    """The batch as ten PostgreSQL array literals, one a column (``{1,2}``, ``{"a","b"}``).
+
+    psycopg adapts a list element by element in Python (measured 18 us a result for this
+    table); joining the literal with str methods costs about a third of that. The server
+    parses them (``%s::bigint[]`` casts the text). Numbers are Python ints (from_message
+    checked they fit in a bigint); texts are quoted with ``\\`` and ``"`` escaped.
+    """
+    return [
+        _ints([r.received_ns for r in records]),
+        _texts([r.consumer for r in records]),
+        _texts([r.stream for r in records]),
+        _ints([r.session for r in records]),
+        _ints([r.seq for r in records]),
+        _ints([r.t_capture for r in records]),
+        _ints([r.t_start for r in records]),
+        _ints([r.duration_ns for r in records]),
+        _ints([r.t_start - r.t_capture for r in records]),
+        _texts([dumps(r.result) for r in records]),
+    ]
+
+
+def _ints(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _texts(values: list[str]) -> str:
+    quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+    return '{"' + '","'.join(quoted) + '"}'
