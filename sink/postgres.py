@@ -11,8 +11,11 @@ Why it is shaped this way:
   (consumer, stream, session, seq). Two sinks given the same result (a consumer resent it
   after a sink died) store it once: the second insert waits for the first to commit, then
   does nothing.
-- Batched: a batch is ONE statement, ``INSERT ... SELECT FROM unnest(arrays)``, one round
-  trip and one commit whatever its size; ``RETURNING`` names the rows that were new.
+- Batched: a batch is ONE statement, ``INSERT ... SELECT FROM unnest(arrays)``, run in
+  autocommit mode: one round trip and one commit whatever its size (no BEGIN, no COMMIT);
+  ``RETURNING`` names the rows that were new. The arrays travel as text literals the
+  server parses (:func:`_array_literals`), not as lists psycopg adapts one element at a
+  time in Python.
 - Acknowledged after commit: ``add_many`` returns only once the transaction committed, and
   the sink acknowledges nothing before it returns. The sink calls it from a writer thread
   (``background_writes``, :mod:`.writer`), so it keeps receiving while a batch commits.
@@ -138,9 +141,10 @@ class PostgreSQLStore(ResultStore):
             return []
         columns = _array_literals(records)
         with self._lock, self._errors("write to"):
-            conn = self._connection()
-            with conn.transaction():
-                inserted = conn.execute(_INSERT, columns).fetchall()
+            # Autocommit: the statement is its own transaction, committed before the
+            # server answers ReadyForQuery, which execute() waits for. No BEGIN and COMMIT
+            # round trips around it.
+            inserted = self._connection().execute(_INSERT, columns).fetchall()
         fresh = {tuple(row) for row in inserted}
         new: list[ResultRecord] = []
         for r in records:
