@@ -38,8 +38,9 @@ from typing import Any
 
 from framebroker.errors import StoreError
 
+from .base import ResultStore, is_server_db
 from .record import ResultRecord, dumps
-from .store import AgeSummary, ResultStore, is_server_db, record_from_row, summarize_ages
+from .sql import SQLReads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -70,9 +71,6 @@ SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::big
 ON CONFLICT (consumer, stream, session, seq) DO NOTHING
 RETURNING consumer, stream, session, seq
 """
-_COLUMNS = (
-    "id, received_ns, consumer, stream, session, seq, t_capture, t_start, duration_ns, result"
-)
 _CONNECT_TIMEOUT_S = 5
 
 
@@ -85,10 +83,11 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
-class PostgreSQLStore(ResultStore):
+class PostgreSQLStore(SQLReads, ResultStore):
     """Results in a PostgreSQL table (see SCHEMA); one connection, reopened after a failure."""
 
     background_writes = True  # a commit is a round trip: the sink receives meanwhile
+    placeholder = "%s"
 
     def __init__(self, url: str, *, create: bool = True, timeout: float = 5.0) -> None:
         if not is_server_db(url):
@@ -154,50 +153,13 @@ class PostgreSQLStore(ResultStore):
                 new.append(r)
         return new
 
-    def query(
-        self,
-        *,
-        stream: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        newest: bool = False,
-    ) -> list[ResultRecord]:
-        where, params = _where(stream, after_id)
-        sql = f"SELECT {_COLUMNS} FROM results WHERE {where}"
-        if limit is not None:
-            order = "DESC" if newest else "ASC"
-            sql = f"SELECT * FROM ({sql} ORDER BY id {order} LIMIT %s) AS r ORDER BY id"
-            params.append(limit)
-        else:
-            sql += " ORDER BY id"
-        return [record_from_row(row) for row in self._read(sql, params)]
-
-    def last_id(self) -> int:
-        """The highest row id so far (0 for an empty table)."""
-        (row,) = self._read("SELECT coalesce(max(id), 0) FROM results", [])
-        return int(row[0])
-
-    def counts(self, *, after_id: int = 0) -> dict[str, int]:
-        """Results per stream with id > ``after_id``."""
-        sql = "SELECT stream, count(*) FROM results WHERE id > %s GROUP BY stream ORDER BY stream"
-        return {s: int(n) for s, n in self._read(sql, [after_id])}
-
-    def ages(self, *, after_id: int = 0, since_ns: int | None = None) -> dict[str, AgeSummary]:
-        """Per-stream frame age summary of results with id > ``after_id`` (received since)."""
-        sql = "SELECT stream, age_ns FROM results WHERE id > %s"
-        params: list[Any] = [after_id]
-        if since_ns is not None:
-            sql += " AND received_ns >= %s"
-            params.append(since_ns)
-        return summarize_ages(self._read(sql, params))
-
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-    def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    def _read(self, sql: str, params: list[Any]) -> list[Any]:
         with self._lock, self._errors("read"):
             return list(self._connection().execute(sql, params).fetchall())
 
@@ -211,21 +173,6 @@ class PostgreSQLStore(ResultStore):
                 self._conn.close()
                 self._conn = None
             raise StoreError(f"cannot {action} results database {self.where}: {exc}") from exc
-
-
-def _where(stream: str | None, after_id: int) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["id > %s"]
-    params: list[Any] = [after_id]
-    if stream not in (None, "", "*"):
-        assert stream is not None
-        prefix = stream[:-1] if stream.endswith("*") else stream
-        if stream.endswith(("*", "/")):
-            clauses.append("left(stream, %s) = %s")
-            params += [len(prefix), prefix]
-        else:
-            clauses.append("stream = %s")
-            params.append(stream)
-    return " AND ".join(clauses), params
 
 
 def _array_literals(records: Sequence[ResultRecord]) -> list[str]:
