@@ -23,7 +23,7 @@ def recv_parts(
     """
     parts = [sock.recv(flags)]
     total = 1
-    while sock.rcvmore:
+    while sock.get(zmq.RCVMORE):  # not ``sock.rcvmore``: its attribute lookup is 2x slower
         part = sock.recv()
         total += 1
         if total <= limit:

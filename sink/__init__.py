@@ -7,7 +7,9 @@
                   the control port (ping, stats; framebroker.control_port)
     pending.py    PendingResults: results waiting to be written, one per result key
     record.py     ResultRecord: one stored result, its result map as plain JSON
-    store.py      ResultStore, SQLiteStore, FanOutStore: the one home of the SQLite schema;
+    base.py       ResultStore, ResultReader, AgeSummary: what every store is and answers
+    sql.py        the readers' SQL, once for SQLite (``?``) and PostgreSQL (``%s``)
+    store.py      SQLiteStore, FanOutStore: the one home of the SQLite schema;
                   open_writer / open_reader pick SQLite or PostgreSQL from ``--db``
     postgres.py   PostgreSQLStore: the same table on a server several sinks share
     jsonl.py      JsonLinesStore: results as JSON lines

@@ -10,8 +10,8 @@ from typing import IO, Any
 
 from framebroker.errors import StoreError
 
+from .base import ResultStore, stream_matches
 from .record import ResultRecord, dumps
-from .store import ResultStore, stream_matches
 
 
 class JsonLinesStore(ResultStore):

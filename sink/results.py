@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .base import ResultReader
 from .record import ResultRecord, dumps
-from .store import ResultReader
 
 _MIN_RESULT_WIDTH = 20
 _FOLLOW_BATCH = 1000

@@ -2,7 +2,7 @@
 
 ::
 
-    ResultStore         add_many(records), query(...), close()
+    ResultStore         add_many(records), query(...), close()  (sink/base.py)
     ├── SQLiteStore     the default: table ``results`` in WAL mode, one transaction per batch
     ├── PostgreSQLStore a server database shared by several sinks (sink/postgres.py)
     ├── JsonLinesStore  one JSON object per line, appended (sink/jsonl.py)
@@ -13,7 +13,8 @@ docs/protocol.md; sink/postgres.py holds the same table for PostgreSQL): the sin
 through :func:`open_writer`, and everything that reads a results database (``framebroker
 results``, the viewer, the demo, the tests) reads through :func:`open_reader`, which never
 creates a file or a table. ``--db`` is a file path (SQLite) or a ``postgresql://`` URL.
-Nothing else knows the table's columns.
+The readers' SQL is written once for both databases in sink/sql.py; nothing else knows
+the table's columns.
 
 Rows hold plain numbers (ns since the epoch, ns durations, ``age_ns = t_start -
 t_capture``) so questions like "results per stream" or "median frame age" are one query.
@@ -22,20 +23,40 @@ The processor's result map is stored as JSON text.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import statistics
 import threading
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from framebroker.errors import StoreError
 
+from .base import (
+    AgeSummary,
+    ResultReader,
+    ResultStore,
+    is_server_db,
+    stream_matches,
+    summarize_ages,
+)
+from .postgres import PostgreSQLStore
 from .record import ResultRecord, dumps
+from .sql import SQLReads, record_from_row
+
+__all__ = [  # the interface lives in .base; importers of this module find it here too
+    "AgeSummary",
+    "FanOutStore",
+    "ResultReader",
+    "ResultStore",
+    "SQLiteStore",
+    "is_server_db",
+    "open_reader",
+    "open_writer",
+    "record_from_row",
+    "stream_matches",
+    "summarize_ages",
+]
 
 SCHEMA_VERSION = 2  # 2: one row per (consumer, stream, session, seq)
 SCHEMA = """
@@ -62,108 +83,11 @@ _DEDUPLICATE = """
 DELETE FROM results WHERE id NOT IN
     (SELECT min(id) FROM results GROUP BY consumer, stream, session, seq);
 """
-_COLUMNS = (
-    "id, received_ns, consumer, stream, session, seq, t_capture, t_start, duration_ns, result"
-)
-
-
-def stream_matches(pattern: str | None, stream: str) -> bool:
-    """Stream patterns as on the CLI: ``cam1`` exactly, ``site1/`` or ``site1/*`` a group."""
-    if pattern in (None, "", "*"):
-        return True
-    assert pattern is not None
-    if pattern.endswith("*"):
-        return stream.startswith(pattern[:-1])
-    if pattern.endswith("/"):
-        return stream.startswith(pattern)
-    return stream == pattern
-
-
-@dataclass(frozen=True, slots=True)
-class AgeSummary:
-    """Frame ages at processing start for one stream (ns)."""
-
-    count: int
-    median_ns: float
-    max_ns: int
-
-
-def summarize_ages(pairs: Iterable[tuple[str, int]]) -> dict[str, AgeSummary]:
-    """(stream, age_ns) pairs -> per-stream count, median and max, sorted by stream."""
-    ages: dict[str, list[int]] = {}
-    for stream, age in pairs:
-        ages.setdefault(stream, []).append(age)
-    return {
-        stream: AgeSummary(len(values), statistics.median(values), max(values))
-        for stream, values in sorted(ages.items())
-    }
-
-
-class ResultStore(ABC):
-    """Somewhere results go. Implementations are safe to call from several threads."""
-
-    # Whether the sink should write from a thread of its own, receiving meanwhile: worth it
-    # when a commit waits on a server (a network round trip), not for an embedded file.
-    background_writes: bool = False
-
-    @abstractmethod
-    def add_many(self, records: Sequence[ResultRecord]) -> Sequence[ResultRecord]:
-        """Store ``records`` durably, all or nothing; raises StoreError.
-
-        Returns the records that were new (a store keyed by consumer, stream, session and
-        seq ignores ones it already holds; others return all of them).
-        """
-
-    @abstractmethod
-    def query(
-        self,
-        *,
-        stream: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        newest: bool = False,
-    ) -> list[ResultRecord]:
-        """Records with id > ``after_id`` matching the ``stream`` pattern, oldest first.
-
-        ``limit`` caps the count: the oldest ones, or with ``newest`` the newest ones.
-        """
-
-    @abstractmethod
-    def close(self) -> None:
-        """Flush and release; idempotent."""
-
-
-class ResultReader(Protocol):
-    """What readers ask of a results database (SQLiteStore and PostgreSQLStore answer)."""
-
-    def query(
-        self,
-        *,
-        stream: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        newest: bool = False,
-    ) -> list[ResultRecord]: ...
-
-    def last_id(self) -> int: ...
-
-    def counts(self, *, after_id: int = 0) -> dict[str, int]: ...
-
-    def ages(self, *, after_id: int = 0, since_ns: int | None = None) -> dict[str, AgeSummary]: ...
-
-    def close(self) -> None: ...
-
-
-def is_server_db(db: str | Path) -> bool:
-    """True when ``db`` names a PostgreSQL server (``postgresql://...``), not a file."""
-    return str(db).startswith(("postgresql://", "postgres://"))
 
 
 def open_writer(db: str | Path) -> ResultStore:
     """The sink's store for ``--db``: a PostgreSQL URL or a SQLite file (created)."""
     if is_server_db(db):
-        from .postgres import PostgreSQLStore
-
         return PostgreSQLStore(str(db))
     return SQLiteStore(db)
 
@@ -171,14 +95,14 @@ def open_writer(db: str | Path) -> ResultStore:
 def open_reader(db: str | Path, *, timeout: float = 5.0) -> ResultReader:
     """A reader of the results ``db`` names; never creates anything (StoreError if absent)."""
     if is_server_db(db):
-        from .postgres import PostgreSQLStore
-
         return PostgreSQLStore.open_existing(str(db), timeout=timeout)
     return SQLiteStore.open_existing(db, timeout=timeout)
 
 
-class SQLiteStore(ResultStore):
+class SQLiteStore(SQLReads, ResultStore):
     """Results in one SQLite table (see SCHEMA), WAL mode so readers never block the sink."""
+
+    placeholder = "?"
 
     def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 5.0) -> None:
         self.path = str(path)
@@ -259,52 +183,13 @@ class SQLiteStore(ResultStore):
             self._conn.execute("COMMIT")
         return new
 
-    def query(
-        self,
-        *,
-        stream: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        newest: bool = False,
-    ) -> list[ResultRecord]:
-        where, params = _where(stream, after_id)
-        sql = f"SELECT {_COLUMNS} FROM results WHERE {where}"
-        if limit is not None:
-            order = "DESC" if newest else "ASC"
-            sql = f"SELECT * FROM ({sql} ORDER BY id {order} LIMIT ?) ORDER BY id"
-            params.append(limit)
-        else:
-            sql += " ORDER BY id"
-        with self._lock, self._errors("read"):
-            rows = self._conn.execute(sql, params).fetchall()
-        return [record_from_row(row) for row in rows]
-
-    def last_id(self) -> int:
-        """The highest row id so far (0 for an empty table)."""
-        with self._lock, self._errors("read"):
-            row = self._conn.execute("SELECT max(id) FROM results").fetchone()
-        return int(row[0] or 0)
-
-    def counts(self, *, after_id: int = 0) -> dict[str, int]:
-        """Results per stream with id > ``after_id``."""
-        sql = "SELECT stream, count(*) FROM results WHERE id > ? GROUP BY stream ORDER BY stream"
-        with self._lock, self._errors("read"):
-            return {s: n for s, n in self._conn.execute(sql, (after_id,))}
-
-    def ages(self, *, after_id: int = 0, since_ns: int | None = None) -> dict[str, AgeSummary]:
-        """Per-stream frame age summary of results with id > ``after_id`` (received since)."""
-        sql = "SELECT stream, age_ns FROM results WHERE id > ?"
-        params: list[int] = [after_id]
-        if since_ns is not None:
-            sql += " AND received_ns >= ?"
-            params.append(since_ns)
-        with self._lock, self._errors("read"):
-            rows = self._conn.execute(sql, params).fetchall()
-        return summarize_ages(rows)
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        with self._lock, self._errors("read"):
+            return self._conn.execute(sql, params).fetchall()
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _wrap_errors(f"cannot {action} results database {self.path}")
@@ -331,41 +216,6 @@ def _existing_uri(path: str) -> str:
     if path == ":memory:":
         return "file::memory:"
     return Path(path).absolute().as_uri() + "?mode=rw"  # mode=rw never creates a file
-
-
-def _where(stream: str | None, after_id: int) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["id > ?"]
-    params: list[Any] = [after_id]
-    if stream not in (None, "", "*"):
-        assert stream is not None
-        prefix = stream[:-1] if stream.endswith("*") else stream
-        if stream.endswith(("*", "/")):
-            clauses.append("substr(stream, 1, ?) = ?")
-            params += [len(prefix), prefix]
-        else:
-            clauses.append("stream = ?")
-            params.append(stream)
-    return " AND ".join(clauses), params
-
-
-def record_from_row(row: tuple[Any, ...]) -> ResultRecord:
-    """A record from a row of ``_COLUMNS`` (SQLite's and PostgreSQL's alike)."""
-    try:
-        result = json.loads(row[9])
-    except ValueError:
-        result = {"invalid_json": row[9]}
-    return ResultRecord(
-        id=row[0],
-        received_ns=row[1],
-        consumer=row[2],
-        stream=row[3],
-        session=row[4],
-        seq=row[5],
-        t_capture=row[6],
-        t_start=row[7],
-        duration_ns=row[8],
-        result=result if isinstance(result, dict) else {"value": result},
-    )
 
 
 class FanOutStore(ResultStore):

@@ -27,9 +27,9 @@ import zmq
 
 from framebroker.errors import StoreError
 
+from .base import ResultStore
 from .pending import Batch
 from .record import ResultRecord
-from .store import ResultStore
 
 _ids = itertools.count(1)
 

@@ -7,6 +7,7 @@
   imports them under ``if TYPE_CHECKING:``, for type checkers only).
 - The applications (``apps/viewer``, ``apps/demo``, ``apps/testing``) may use the roles; no
   role and not the core imports them.
+- The sink's modules import each other without a cycle.
 - The protocol modules (wire, protocol, control_protocol, work_protocol) import neither
   zmq nor cv2.
 - ``import framebroker`` and ``framebroker broker`` import neither cv2 nor aiohttp.
@@ -121,6 +122,37 @@ def test_the_core_imports_no_role_and_no_application() -> None:
             if any(under(name, p) for p in [*ROLES.values(), *APPS.values()]):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def import_cycles(folder: str) -> list[list[str]]:
+    """Cycles among the modules of one folder (imports of the package itself left out)."""
+    modules = {package_of(p)[1] + "." + p.stem: p for p in sources(folder)}
+    graph = {
+        name: {n for _, n in imports_of(path, typing_only=False) if n in modules and n != name}
+        for name, path in modules.items()
+    }
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycles.append([*path[path.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return cycles
+
+
+def test_the_sink_modules_import_no_cycle() -> None:
+    """The stores share sink/base.py and sink/sql.py; SQLite's and PostgreSQL's modules
+    never import each other both ways."""
+    assert import_cycles("sink") == []
 
 
 def test_protocol_modules_import_neither_zmq_nor_cv2() -> None:

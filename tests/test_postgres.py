@@ -91,6 +91,42 @@ def test_readers_ask_postgresql_what_they_ask_sqlite(db, tmp_path):
         sqlite.close()
 
 
+def test_any_text_and_number_survive_the_batch_as_written(db, tmp_path):
+    """The batch travels as array literals: quotes, backslashes, braces, commas, NULL,
+    empty and non-ASCII text, and the extreme bigints, read back as SQLite reads them."""
+    odd = ['a"b', "c\\d", "{x,y}", "NULL", "", " sp ", "é ✓", '\\"', "tab\tnl\n"]
+    batch = [
+        ResultRecord(
+            received_ns=i,
+            consumer=text,
+            stream="s/" + text,
+            session=(1 << 63) - 1,
+            seq=i,
+            t_capture=0,
+            t_start=(1 << 63) - 1,
+            duration_ns=0,
+            result={text: [text, -1.5, None, True, {"k": text}]},
+        )
+        for i, text in enumerate(odd)
+    ]
+    writer, sqlite = open_writer(db), open_writer(tmp_path / "r.sqlite")
+    try:
+        assert writer.add_many(batch) == batch
+        sqlite.add_many(batch)
+        pg_reader, sqlite_reader = open_reader(db), open_reader(tmp_path / "r.sqlite")
+        stored = pg_reader.query()
+        assert stored == sqlite_reader.query()
+        assert [(r.consumer, r.stream, r.result) for r in stored] == [
+            (r.consumer, r.stream, r.result) for r in batch
+        ]
+        assert writer.add_many(batch) == []  # keyed on the same text: nothing new
+        pg_reader.close()
+        sqlite_reader.close()
+    finally:
+        writer.close()
+        sqlite.close()
+
+
 def test_reader_never_creates_the_table(db):
     with pytest.raises(StoreError, match="no results table"):
         open_reader(db)
