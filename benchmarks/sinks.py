@@ -126,7 +126,7 @@ def measure(db: str, sinks: int, count: int, folder: Path) -> dict[str, Any]:
 
 
 def run(opts: Options) -> Result:
-    count = opts.pick(3000, 30000)
+    count = opts.pick(3000, 200_000)  # a few seconds each: shorter runs swing by +-20 %
     rows: list[list[Any]] = []
     data: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fb-bench-sinks-") as tmp:
