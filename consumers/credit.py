@@ -112,3 +112,39 @@ class CreditWindow:
             return False
         found[1] = min(found[1], delay_ns)
         return delay_ns - min(found) > self.target_s * 1e9
+
+
+class FeedCredit:
+    """One broker's side of a feed: its window, the frames received and the credit granted.
+
+    The consumer's feed (a thread) and the viewer's (the event loop) keep one per broker of
+    the set; the rules of when to ask and how the set splits a window live here once.
+    """
+
+    def __init__(self) -> None:
+        self.window = CreditWindow()
+        self.received = 0  # messages received from this broker
+        self.granted = 0  # frames asked for so far: received at the last ask + its credit
+        self.asked_at = float("-inf")
+
+    def arrived(
+        self, now_ns: int, size: int, stream: str = "", delay_ns: int | None = None
+    ) -> bool:
+        """Count one message from the broker (``CreditWindow.arrived``'s arguments);
+        whether to ask again now: half the window is free (every frame with a window of 1)."""
+        self.received += 1
+        window = self.window.arrived(now_ns, size, stream, delay_ns)
+        return self.granted - self.received <= window - max(1, window // 2)
+
+    def ask(self, now: float) -> int:
+        """Note a request made at ``now`` (monotonic s); the credit it carries."""
+        credit = self.window.window
+        self.granted = self.received + credit
+        self.asked_at = now
+        return credit
+
+    def share(self, brokers: int) -> None:
+        """A set of ``brokers``: this one may hold 1/N of one window's frames and bytes
+        (at least one frame), so the consumer never holds more than a window in flight."""
+        self.window.max_frames = max(1, MAX_FRAMES // brokers)
+        self.window.max_bytes = MAX_BYTES // brokers

@@ -46,9 +46,8 @@ from typing import Any
 
 import zmq
 
-from framebroker.control_protocol import decode_reply
+from framebroker.control_protocol import refusal_reason
 from framebroker.endpoints import EndpointSet, connect_all
-from framebroker.errors import ProtocolError
 from framebroker.link import LinkMonitor, connect_watched
 from framebroker.protocol import TOPIC_END, subscription_for
 from framebroker.ratelimit import RateLimitedLog
@@ -63,7 +62,7 @@ from framebroker.work_protocol import (
 )
 
 from .config import ConsumerConfig
-from .credit import MAX_BYTES, MAX_FRAMES, CreditWindow
+from .credit import CreditWindow, FeedCredit
 from .receiver import LINK_CHECK_S, POLL_MS, Receiver
 from .slots import LatestSlots
 from .stats import ConsumerStats
@@ -74,18 +73,15 @@ HEARTBEAT_S = 1.0  # an idle feed repeats its request this often
 BATCH = 64  # messages read from one socket before the others get a turn
 
 
-class FeedMember:
-    """The feed to one broker: its DEALER, its window and its count of frames."""
+class FeedMember(FeedCredit):
+    """The feed to one broker: its DEALER, and its credit (window, frames received)."""
 
     def __init__(self, sock: zmq.Socket[Any], link: LinkMonitor | None, endpoint: str) -> None:
+        super().__init__()
         self.sock = sock
         self.link = link
         self.endpoint = endpoint
-        self.window = CreditWindow()
-        self.received = 0  # frames received on this socket
         self.requests = 0
-        self.granted = 0  # frames asked for so far: received at the last ask + its credit
-        self.asked_at = float("-inf")
         self.asked: tuple[str, ...] = ()  # the streams of the last request
 
     def close(self) -> None:
@@ -207,10 +203,8 @@ class FeedReceiver(Receiver):
         for endpoint in wanted:
             if endpoint not in self.members:
                 self.members[endpoint] = self._connect(endpoint, single=len(wanted) == 1)
-        share = max(1, len(self.members))
         for member in self.members.values():
-            member.window.max_frames = max(1, MAX_FRAMES // share)
-            member.window.max_bytes = MAX_BYTES // share
+            member.share(max(1, len(self.members)))
 
     def _connect(self, endpoint: str, *, single: bool) -> FeedMember:
         sock = self._context.socket(zmq.DEALER)
@@ -242,15 +236,14 @@ class FeedReceiver(Receiver):
         if is_reply(data):
             self._refused(member, data)
             return
-        member.received += 1
         frame = self.handle(data)
         now_ns = time.monotonic_ns()
         if frame is None:
-            window = member.window.arrived(now_ns, len(data))
+            due = member.arrived(now_ns, len(data))
         else:
             delay = frame.t_received - frame.t_capture
-            window = member.window.arrived(now_ns, len(data), frame.stream, delay)
-        if member.granted - member.received <= window - max(1, window // 2):
+            due = member.arrived(now_ns, len(data), frame.stream, delay)
+        if due:
             self._ask(member, time.monotonic())
 
     def _ask_due(self, now: float) -> None:
@@ -269,20 +262,18 @@ class FeedReceiver(Receiver):
         streams = self.streams()
         if not streams:
             return
-        credit = member.window.window
+        received = member.received
         request = WorkRequest(
             op="feed",
             streams=streams,
-            credit=credit,
-            received=member.received,
+            credit=member.ask(now),
+            received=received,
             name=self._name,
             version=VERSION_FEEDS,
         )
         with contextlib.suppress(zmq.Again):  # not connected yet: the next heartbeat
             member.sock.send(encode_work_request(request), zmq.NOBLOCK)
             member.requests += 1
-        member.granted = member.received + credit
-        member.asked_at = now
         member.asked = streams
 
     def leave(self) -> None:
@@ -319,17 +310,13 @@ class FeedReceiver(Receiver):
         return next(iter(self.members.values())).window if self.members else None
 
     def _refused(self, member: FeedMember, data: memoryview) -> None:
-        try:
-            reason = decode_reply(data).get("error", "no reason given")
-        except ProtocolError as exc:
-            reason = f"an unreadable reply ({exc})"
         self._bad_input.warning(
             "refused",
             "the broker at %s refused feed %s: %s (a broker older than protocol 1.6 does not "
             "serve feeds: upgrade it or use --plain-sub)",
             member.endpoint,
             self._name,
-            reason,
+            refusal_reason(data),
         )
 
 

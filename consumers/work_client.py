@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from framebroker.control_protocol import decode_reply
+from framebroker.control_protocol import refusal_reason
 from framebroker.errors import ProtocolError
 from framebroker.link import LinkMonitor
 from framebroker.protocol import decode_frame
@@ -122,14 +122,10 @@ class WorkClient:
         self._asked_at = now
 
     def _refused(self, data: memoryview) -> None:
-        try:
-            reason = decode_reply(data).get("error", "no reason given")
-        except ProtocolError as exc:
-            reason = f"an unreadable reply ({exc})"
         self._bad_input.warning(
             "refused",
             "the broker refused worker %s in group %s: %s",
             self._name,
             self._group,
-            reason,
+            refusal_reason(data),
         )

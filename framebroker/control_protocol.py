@@ -59,3 +59,11 @@ def decode_reply(data: bytes | memoryview) -> dict[str, Any]:
     if m["ok"] is False and not isinstance(m.get("error"), str):
         raise ProtocolError("control error reply has no 'error' string", data)
     return m
+
+
+def refusal_reason(data: bytes | memoryview) -> str:
+    """The ``error`` of a refusing reply, or what makes the reply unreadable."""
+    try:
+        return str(decode_reply(data).get("error", "no reason given"))
+    except ProtocolError as exc:
+        return f"an unreadable reply ({exc})"

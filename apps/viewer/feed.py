@@ -19,8 +19,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from framebroker.consumers.credit import MAX_BYTES, MAX_FRAMES, CreditWindow
-from framebroker.control_protocol import decode_reply
+from framebroker.consumers.credit import FeedCredit
+from framebroker.control_protocol import refusal_reason
 from framebroker.endpoints import EndpointSet
 from framebroker.errors import ProtocolError
 from framebroker.protocol import FrameMessage, decode_frame, is_system_message
@@ -35,14 +35,11 @@ HEARTBEAT_S = 1.0  # an idle feed repeats its request this often
 POLL_MS = 500  # the longest wait before the broker set and heartbeats are looked at
 
 
-class _Member:
+class _Member(FeedCredit):
     def __init__(self, sock: Any, endpoint: str) -> None:
+        super().__init__()
         self.sock = sock
         self.endpoint = endpoint
-        self.window = CreditWindow()
-        self.received = 0
-        self.granted = 0
-        self.asked_at = float("-inf")
 
 
 class ViewerFeed:
@@ -101,10 +98,8 @@ class ViewerFeed:
                 connect(sock, endpoint)
                 self._poller.register(sock, zmq.POLLIN)
                 self._members[endpoint] = _Member(sock, endpoint)
-        share = max(1, len(self._members))
         for member in self._members.values():
-            member.window.max_frames = max(1, MAX_FRAMES // share)
-            member.window.max_bytes = MAX_BYTES // share
+            member.share(max(1, len(self._members)))
 
     async def _drain(self, member: _Member) -> None:
         sock = member.sock
@@ -115,17 +110,11 @@ class ViewerFeed:
 
     def _handle(self, member: _Member, data: bytes) -> None:
         if is_reply(data):
-            try:
-                reason = decode_reply(data).get("error", "no reason given")
-            except ProtocolError as exc:
-                reason = f"an unreadable reply ({exc})"
             self._bad.warning("refused", "the broker at %s refused the viewer's feed: %s "
                               "(older than protocol 1.6? use --plain-sub)", member.endpoint,
-                              reason)  # fmt: skip
+                              refusal_reason(data))  # fmt: skip
             return
-        member.received += 1
-        window = member.window.arrived(time.monotonic_ns(), len(data))
-        if member.granted - member.received <= window - max(1, window // 2):
+        if member.arrived(time.monotonic_ns(), len(data)):
             self._ask(member, time.monotonic())
         if is_system_message(data):
             return
@@ -138,14 +127,12 @@ class ViewerFeed:
         self._offer(message)
 
     def _ask(self, member: _Member, now: float) -> None:
-        credit = member.window.window
+        received = member.received
         request = WorkRequest(
-            op="feed", streams=self._streams, credit=credit, received=member.received,
+            op="feed", streams=self._streams, credit=member.ask(now), received=received,
             name="viewer", version=VERSION_FEEDS,
         )  # fmt: skip
         _send_now(member.sock, encode_work_request(request))
-        member.granted = member.received + credit
-        member.asked_at = now
 
     @staticmethod
     def _leave(member: _Member) -> None:
