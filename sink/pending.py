@@ -52,10 +52,6 @@ class PendingResults:
                 del acks[:-MAX_ACKS_PER_RESULT]
         return new
 
-    def batch(self) -> list[ResultRecord]:
-        """Every waiting record, oldest first, for one write."""
-        return list(self._records.values())
-
     def drop_oldest(self, n: int) -> int:
         """Forget the ``n`` oldest results (the store keeps failing); how many went."""
         doomed = list(self._records)[: max(0, n)]
@@ -64,17 +60,8 @@ class PendingResults:
             self._acks.pop(key, None)
         return len(doomed)
 
-    def take_acks(self) -> dict[bytes, list[int]]:
-        """After a successful write: every delivery id by peer; empties the set."""
-        by_peer: dict[bytes, list[int]] = {}
-        for acks in self._acks.values():
-            for peer, delivery in acks:
-                by_peer.setdefault(peer, []).append(delivery)
-        self.clear()
-        return by_peer
-
     def take(self) -> Batch:
-        """Every waiting result and its acknowledgements, for a write in the background;
+        """Every waiting result (oldest first) and its acknowledgements, for one write;
         empties the set (what arrives meanwhile waits for the next batch)."""
         batch = Batch(list(self._records.values()), self._acks)
         self._records, self._acks = {}, {}

@@ -558,5 +558,6 @@ def test_a_failed_background_batch_goes_back_before_what_arrived_since():
     pending.add(record(3), (b"p", 3))
     pending.add(record(2), (b"q", 9))  # resent meanwhile through another sink connection
     pending.restore(batch)  # the write failed
-    assert [r.seq for r in pending.batch()] == [1, 2, 3]
-    assert pending.take_acks() == {b"p": [1, 2, 3], b"q": [9]}
+    again = pending.take()
+    assert [r.seq for r in again.records] == [1, 2, 3]
+    assert again.acks_by_peer() == {b"p": [1, 2, 3], b"q": [9]}
