@@ -27,13 +27,13 @@ from framebroker.errors import ProtocolError
 from framebroker.multipart import recv_parts
 from framebroker.protocol import ResultMessage, decode_result, encode_ack, peek_result_id
 from framebroker.ratelimit import RateLimitedLog
+from framebroker.sink.config import DEFAULT_MAX_MESSAGE_SIZE  # the sink's bound on a result
 from framebroker.transport import bind, make_socket
 
 from .condition import Condition, Subject
 
 log = logging.getLogger("framebroker.record")
 
-MAX_MESSAGE_SIZE = 1 << 20  # the sink's default bound on one result
 DRAIN = 1000  # results read per socket per poll at most
 
 
@@ -53,8 +53,9 @@ class TriggerPort:
         self._bad = RateLimitedLog(log, interval=5.0)
 
     def open(self, context: zmq.Context[Any]) -> None:
-        pull = make_socket(context, zmq.PULL, linger_ms=0, maxmsgsize=MAX_MESSAGE_SIZE)
-        router = make_socket(context, zmq.ROUTER, linger_ms=200, maxmsgsize=MAX_MESSAGE_SIZE)
+        size = DEFAULT_MAX_MESSAGE_SIZE
+        pull = make_socket(context, zmq.PULL, linger_ms=0, maxmsgsize=size)
+        router = make_socket(context, zmq.ROUTER, linger_ms=200, maxmsgsize=size)
         try:
             self.endpoint = bind(pull, self.wanted)
             self.acked_endpoint = bind(router, acked_endpoint(self.wanted))
