@@ -74,14 +74,15 @@ class BatchWriter:
         self._jobs.put(batch)
 
     def outcome(self, timeout: float | None = 0.0) -> Outcome | None:
-        """The finished batch's outcome (waiting up to ``timeout``; None: still writing)."""
+        """The finished batch's outcome, waiting up to ``timeout`` seconds (None: until it
+        is written); None while it is still being written."""
         while True:
             try:
                 self.wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
         try:
-            done = self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
+            done = self._done.get_nowait() if timeout == 0 else self._done.get(timeout=timeout)
         except queue.Empty:
             return None
         self.in_flight = 0

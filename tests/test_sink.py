@@ -561,3 +561,30 @@ def test_a_failed_background_batch_goes_back_before_what_arrived_since():
     again = pending.take()
     assert [r.seq for r in again.records] == [1, 2, 3]
     assert again.acks_by_peer() == {b"p": [1, 2, 3], b"q": [9]}
+
+
+def test_the_writers_outcome_with_no_timeout_waits_for_the_batch(tmp_path):
+    """The sink's last collection (``outcome(timeout=None)``) waits for the batch in flight,
+    so its results are acknowledged before the sink exits."""
+    from framebroker.sink.pending import PendingResults
+    from framebroker.sink.writer import BatchWriter
+
+    class SlowStore(SQLiteStore):  # a real SQLite store whose writes take a while
+        def add_many(self, records):
+            time.sleep(0.3)
+            return super().add_many(records)
+
+    pending = PendingResults()
+    pending.add(record(1), (b"p", 1))
+    store, ctx = SlowStore(tmp_path / "r.sqlite"), zmq.Context()
+    writer = BatchWriter(store, ctx)
+    try:
+        writer.submit(pending.take())
+        assert writer.outcome() is None  # still writing
+        done = writer.outcome(timeout=None)
+        assert done is not None and [r.seq for r in done.new] == [1]
+        assert not writer.busy
+    finally:
+        writer.close()
+        store.close()
+        ctx.term()
