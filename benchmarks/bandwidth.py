@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks.numbers import median, percentile
 from benchmarks.report import Options, Result, Target
+from framebroker.testing import wait_until
 from tests.conftest import CliProcesses, free_port
 from tests.netns import Network, framebroker, missing
 
@@ -40,6 +41,7 @@ PERIOD_MS = 1000 / FPS
 MARGIN_MS = 60  # scheduling on a shared 2-core machine, as tests/test_feeds_link.py
 RATES = (0.5, 1.0, 2.0)
 MODES = {"feed": (), "plain SUB": ("--plain-sub",), "group": ("--group", "GROUP")}
+POLL_S = 0.25  # waits poll the sink's database and `streams` this often
 NOOP = "def process(frame):\n    return {'seq': frame.seq}\n"
 STREAM = "bw/cam"
 
@@ -69,16 +71,6 @@ def _consumers(db: Path) -> set[str]:
         return set()
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def _frame_bytes(central: Any) -> float:
     def measured() -> float:
         result = central.run(*framebroker("streams", "--broker", "broker", "--json"))
@@ -89,7 +81,7 @@ def _frame_bytes(central: Any) -> float:
         sizes = [e["bytes"] / e["frames"] for e in entries if e.get("frames", 0) >= FPS]
         return statistics.mean(sizes) if sizes else 0.0
 
-    return float(_wait(measured, 30, "the camera's stream"))
+    return float(wait_until(measured, 30, "the camera's stream", interval=POLL_S))
 
 
 def _figures(ages: list[tuple[int, float]], start: int, end: int, trend_s: float) -> dict:
@@ -127,7 +119,8 @@ def slow_links(window: float, rates: tuple[float, ...], workdir: Path) -> dict[s
                 *framebroker("consume", "noop.py:process", "--name", host, "--streams", STREAM),
                 *("--broker", "broker", *flags),
             )
-        _wait(lambda: _consumers(db) >= set(hosts), 90, "a result from every consumer")
+        every = "a result from every consumer"
+        wait_until(lambda: _consumers(db) >= set(hosts), 90, every, interval=POLL_S)
         start = time.time_ns()
         time.sleep(window)
         end = time.time_ns()
@@ -178,7 +171,8 @@ def eight_raw(window: float, shm: bool, workdir: Path) -> dict[str, Any]:
                 *("--publish", publish, "--work", work, "--results", results),
                 "--shm" if shm else "--no-shm",
             )  # fmt: skip
-        _wait(lambda: _consumers(db) >= set(names), 90, "a result from every consumer")
+        every = "a result from every consumer"
+        wait_until(lambda: _consumers(db) >= set(names), 90, every, interval=POLL_S)
         start = time.time_ns()
         time.sleep(window)
         end = time.time_ns()
